@@ -1,0 +1,80 @@
+"""Find the Chromium executable and the launch flags every worker uses.
+
+Order of preference: an explicit path (settings: POOL_BROWSER_PATH), the
+distribution's `chromium-headless-shell` (the lighter headless build; Debian ships it),
+Playwright's own downloaded headless shell, then a full `chromium` on PATH.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+from pool_core.errors import BrowserNotFoundError
+
+INSTALL_HINT = (
+    "install one with `apt-get install chromium-headless-shell` (Debian/Ubuntu, as root) "
+    "or `.venv/bin/playwright install chromium-headless-shell`, or set POOL_BROWSER_PATH"
+)
+
+# Flags that matter for many unattended browsers on a small machine (ARCHITECTURE.md).
+BASE_ARGS = (
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-quic",
+    "--password-store=basic",
+    "--metrics-recording-only",
+    "--mute-audio",
+)
+
+
+def find_browser(explicit: str | None = None) -> str:
+    """Return the path of a Chromium executable, or raise BrowserNotFoundError."""
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise BrowserNotFoundError(f"browser path {explicit!r} is not an executable file")
+    for name in ("chromium-headless-shell",):
+        found = shutil.which(name)
+        if found:
+            return found
+    for found in sorted(glob.glob(_playwright_cache_pattern()), reverse=True):
+        if os.access(found, os.X_OK):
+            return found
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserNotFoundError(f"no Chromium executable found: {INSTALL_HINT}")
+
+
+def launch_args() -> list[str]:
+    """Return the Chromium command-line flags for a worker's browser."""
+    args = list(BASE_ARGS)
+    # Chromium refuses to start its sandbox as root (containers, CI).
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")
+    return args
+
+
+def _playwright_cache_pattern() -> str:
+    cache = Path.home() / ".cache" / "ms-playwright"
+    return str(cache / "chromium_headless_shell-*" / "chrome-linux*" / "*headless_shell")
+
+
+def main(argv: list[str]) -> int:
+    """Print the browser that workers will use; exit 1 with the install hint if none."""
+    try:
+        print("browser:", find_browser(argv[0] if argv else None))
+    except BrowserNotFoundError as exc:
+        print(f"error: {exc}")
+        return 1
+    return 0

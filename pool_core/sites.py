@@ -1,0 +1,139 @@
+"""Site presets: everything that differs between procurement sites, as data.
+
+A preset is a JSON file. The built-in ones live in `pool_core/presets/`; an operator
+adds a site by dropping another JSON file into a folder passed as `extra_dirs`
+(poolsite passes POOL_SITES_DIR), no code change. The URL allow-list lives here too,
+so upload validation and the browser's request filter apply one rule.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BUILTIN_DIR = Path(__file__).with_name("presets")
+ALLOWED_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class ErrorMarker:
+    """Text or selectors that mean "this page is an error page" with a given status."""
+
+    status: str  # "PO_NOT_FOUND" | "ACCESS_DENIED"
+    texts: tuple[str, ...] = ()
+    selectors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SitePreset:
+    """How to find, classify and harvest PO pages on one procurement site."""
+
+    name: str
+    base_url: str = ""
+    url_template: str = "{base}/order_headers/{digits}"
+    probe_url: str = ""  # a page that shows the login wall when the session is invalid
+    login_url_patterns: tuple[str, ...] = ()
+    login_selectors: tuple[str, ...] = ()
+    error_markers: tuple[ErrorMarker, ...] = ()
+    attachment_selectors: tuple[str, ...] = ()
+    requisition_selector: str = ""
+    supplier_selectors: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # hostnames, "*.example.com", or "*" for any public
+    allow_private: bool = False  # loopback/private/link-local targets (the demo only)
+    description: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def with_base_url(self, base_url: str) -> SitePreset:
+        """Return a copy pointing at another deployment (the demo's port, a tenant)."""
+        return replace(self, base_url=base_url.rstrip("/"))
+
+    def build_url(self, po_number: str) -> str:
+        """Build a PO's page URL from the template (used when a row has no url)."""
+        if not self.base_url:
+            raise ValueError(f"site {self.name!r} has no base_url to build PO URLs from")
+        return self.url_template.format(base=self.base_url, digits=po_digits(po_number),
+                                        po_number=po_number)
+
+    def check_url(self, url: str) -> str | None:
+        """Return why `url` may not be opened for this site, or None when it may."""
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError as exc:
+            return f"malformed URL ({exc})"
+        if parts.scheme.lower() not in ALLOWED_SCHEMES:
+            return f"scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not allowed"
+        if not host:
+            return "URL has no host"
+        if is_private_host(host) and not self.allow_private:
+            return f"host {host} is a loopback, private or link-local address"
+        if not self.host_allowed(host):
+            return f"host {host} is not in the allow-list of site {self.name!r}"
+        return None
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        for pattern in self.allowed_hosts:
+            if pattern == "*":
+                return not is_private_host(host) or self.allow_private
+            if fnmatch.fnmatchcase(host, pattern.lower()):
+                return True
+        return False
+
+
+def po_digits(po_number: str) -> str:
+    """Strip only a leading PO/PM prefix: 'PO15262984' -> '15262984'."""
+    text = po_number.strip()
+    if text[:2].upper() in ("PO", "PM"):
+        return text[2:]
+    return text
+
+
+def is_private_host(host: str) -> bool:
+    """Whether a hostname or IP literal names this machine or a private network."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (address.is_loopback or address.is_private or address.is_link_local
+            or address.is_reserved or address.is_multicast or address.is_unspecified)
+
+
+def preset_from_dict(data: dict) -> SitePreset:
+    """Build a preset from parsed JSON, refusing unknown keys so typos are loud."""
+    known = {f.name for f in fields(SitePreset)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown preset keys: {', '.join(sorted(unknown))}")
+    if not data.get("name"):
+        raise ValueError("preset has no name")
+    values = dict(data)
+    for key in ("login_url_patterns", "login_selectors", "attachment_selectors",
+                "supplier_selectors", "allowed_hosts"):
+        values[key] = tuple(values.get(key, ()))
+    values["error_markers"] = tuple(
+        ErrorMarker(status=m["status"], texts=tuple(m.get("texts", ())),
+                    selectors=tuple(m.get("selectors", ())))
+        for m in values.get("error_markers", ())
+    )
+    return SitePreset(**values)
+
+
+def load_presets(extra_dirs: tuple[Path, ...] = ()) -> dict[str, SitePreset]:
+    """Load the built-in presets and those in `extra_dirs` (later ones override)."""
+    presets: dict[str, SitePreset] = {}
+    for folder in (BUILTIN_DIR, *extra_dirs):
+        for path in sorted(Path(folder).glob("*.json")):
+            try:
+                preset = preset_from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"site preset {path}: {exc}") from exc
+            presets[preset.name] = preset
+    return presets

@@ -1,0 +1,1 @@
+"""poolsite: the Django project that operates the pool_core engine."""
