@@ -1,0 +1,44 @@
+"""Fixtures every test package shares: the demo site, the browser, the services."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pool_core.browser import find_browser
+from poolsite.demo_erp.server import DemoSite
+
+
+@pytest.fixture(scope="session")
+def demo_site() -> Iterator[DemoSite]:
+    """The demo procurement site on a free port, shared by the whole session."""
+    site = DemoSite(latency=0.0).start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def site(demo_site: DemoSite) -> DemoSite:
+    """The shared demo site with fresh counters and no latency, for one test."""
+    demo_site.reset_counters()
+    demo_site.latency = 0.0
+    demo_site.down = False
+    return demo_site
+
+
+@pytest.fixture(scope="session")
+def browser_path() -> str:
+    return find_browser(os.environ.get("POOL_BROWSER_PATH") or None)
+
+
+def service_url(name: str) -> str:
+    """The URL of a scale-out service for tests, or skip (fail in CI) when unset."""
+    url = os.environ.get(name, "")
+    if not url:
+        message = f"{name} is not set: scale-out tests need PostgreSQL/Redis (see README)"
+        if os.environ.get("POOL_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
