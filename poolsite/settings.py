@@ -49,6 +49,8 @@ CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 # saved browser sessions. Owner-only; never served as static files.
 DATA_DIR = Path(os.getenv("POOL_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 OUTPUT_DIR = Path(os.getenv("POOL_OUTPUT_DIR", str(DATA_DIR / "output"))).resolve()
+# Created here so that every entry point (make, manage.py, tests) finds it.
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 INSTALLED_APPS = [
     "daphne",
@@ -60,6 +62,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "poolsite.batches",
+    "poolsite.supervisor",
+    "poolsite.demo_erp",
 ]
 
 MIDDLEWARE = [
@@ -155,6 +159,7 @@ if not DEBUG:
 POOL_BROWSER_PATH = os.getenv("POOL_BROWSER_PATH", "")
 # The demo procurement site that `make run`, the tests and the benchmarks use.
 POOL_DEMO_PORT = envint("POOL_DEMO_PORT", "8001")
+POOL_DEMO_URL = f"http://127.0.0.1:{POOL_DEMO_PORT}"
 
 LOGGING = {
     "version": 1,
