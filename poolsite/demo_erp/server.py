@@ -150,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
     def site(self) -> DemoSite:
         return self.server.site
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # tests and benchmarks run thousands of requests; stay quiet
 
     # -- routing -------------------------------------------------------------------
@@ -301,7 +301,7 @@ class _CanaryHandler(BaseHTTPRequestHandler):
 
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-web", action="store_true", help="supervisor only")
         parser.add_argument("--with-demo-site", action="store_true",
-                            help=f"also serve the demo procurement site on {settings.POOL_DEMO_URL}")
+                            help="also serve the demo procurement site on POOL_DEMO_PORT")
 
     def handle(self, *args: Any, **options: Any) -> None:
         demo = None
