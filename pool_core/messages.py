@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 
-class POStatus(str, enum.Enum):
+class POStatus(enum.StrEnum):
     """Final status of one PO (PROCUREMENT.md)."""
 
     COMPLETED = "COMPLETED"
