@@ -1,0 +1,97 @@
+"""Configuration values a host builds and passes in; pool_core never reads os.environ.
+
+The processing interface (issue 4) is one function per PO, run inside a worker process:
+
+    def process_fn(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult: ...
+
+* `WorkerPool(process_fn="package.module:function")` names it as an importable dotted
+  path (spawn: the worker imports it; `package.module.function` works too). The default
+  is `pool_core.simple_job:save_page_pdf` (open the URL, save a PDF of the page).
+* `context` is a fresh Playwright BrowserContext for this PO (downloads accepted, the
+  session's storage state loaded, default timeout = nav_timeout_s); the worker closes it
+  afterwards. With a base profile it is the persistent context: its pages are closed
+  after each PO.
+* `job.report_phase("downloading")` tells the supervisor which phase the worker is in
+  (dashboard, events). It is a plain callable field of JobEnv, built inside the worker;
+  calling it is cheap (one pipe write).
+* Request interception (the site's allow-list, `context.route`) is the job's business.
+* Return a TaskResult: `retryable=True` requeues the PO (an attempt, up to the retry
+  limit); `retry_after` (HTTP 429) delays the requeue; status LOGIN_REQUIRED pauses the
+  pool. An exception escaping the job becomes FAILED/JOB_ERROR with its traceback
+  (BROWSER_CRASH, retryable, when the browser died under it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pool_core.sites import SitePreset
+
+DEFAULT_PROCESS_FN = "pool_core.simple_job:save_page_pdf"
+
+
+def _ignore_phase(phase: str) -> None:
+    """Default report_phase: nobody listens."""
+
+
+@dataclass(frozen=True)
+class HeadlessConfiguration:
+    """Browser mode for every worker.
+
+    A visible browser needs a display: the host passes it (e.g. the DISPLAY variable's
+    value) because pool_core does not read the environment. Without one, asking for a
+    visible browser is a ValueError unless `fallback_to_headless` is set.
+    """
+
+    headless: bool = True
+    display: str | None = None
+    fallback_to_headless: bool = False
+
+    def effective_headless(self) -> bool:
+        """Return whether workers run headless; raise ValueError if visible is impossible."""
+        if self.headless:
+            return True
+        if self.display:
+            return False
+        if self.fallback_to_headless:
+            return True
+        raise ValueError(
+            "a visible browser was requested (headless=False) but no display is available; "
+            "pass HeadlessConfiguration(headless=False, display=':0'), or "
+            "fallback_to_headless=True to run headless instead"
+        )
+
+
+@dataclass(frozen=True)
+class JobEnv:
+    """What a processing function may use besides its BrowserContext and Task."""
+
+    worker_id: int
+    output_root: str  # final documents: <output_root>/<batch>/...
+    work_root: str  # this worker's scratch space (hidden work folders); removed with it
+    evidence_dir: str  # screenshots/HTML of failed attempts (kept, under output_root)
+    site: SitePreset | None
+    nav_timeout_s: float
+    download_timeout_s: float
+    report_phase: Callable[[str], None] = field(default=_ignore_phase, compare=False,
+                                                repr=False)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs to start; pickled to the child (spawn)."""
+
+    browser_path: str
+    browser_args: tuple[str, ...]
+    headless: bool
+    process_fn: str
+    output_root: str
+    evidence_dir: str
+    site: SitePreset | None
+    nav_timeout_s: float
+    download_timeout_s: float
+    launch_timeout_s: float
+    recycle_browser_after: int  # relaunch the browser after this many POs (0: never)
+    node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
+    owner_pid: int  # the supervisor's pid: the worker exits when it dies
