@@ -160,6 +160,9 @@ POOL_BROWSER_PATH = os.getenv("POOL_BROWSER_PATH", "")
 # The demo procurement site that `make run`, the tests and the benchmarks use.
 POOL_DEMO_PORT = envint("POOL_DEMO_PORT", "8001")
 POOL_DEMO_URL = f"http://127.0.0.1:{POOL_DEMO_PORT}"
+# Upload limits for batch files (web form and `manage.py import_batch`).
+POOL_MAX_UPLOAD_BYTES = envint("POOL_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
+POOL_MAX_ROWS = envint("POOL_MAX_ROWS", "20000")
 
 LOGGING = {
     "version": 1,

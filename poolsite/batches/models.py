@@ -1,0 +1,378 @@
+"""Batches of POs, the runs that process them, and the audit trail of what happened.
+
+    Batch ──< PurchaseOrder ──< Attempt >── Run >── Batch
+                   └──< Document
+    ControlAction: every button press (who, what, when, outcome); append-only.
+
+The DB is the source of truth for work: the runpool supervisor claims QUEUED POs with a
+lease (`leased_by`, `lease_expires_at`), records one Attempt per try and the Documents
+of a finished PO in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from pool_core.messages import POStatus
+
+AMOUNT_DIGITS = 19
+AMOUNT_PLACES = 4
+
+
+class Status(models.TextChoices):
+    """A PO's status: QUEUED/RUNNING while work is pending, then a final POStatus."""
+
+    QUEUED = "QUEUED", "Queued"
+    RUNNING = "RUNNING", "Running"
+    COMPLETED = POStatus.COMPLETED.value, "Completed"
+    PARTIAL = POStatus.PARTIAL.value, "Partial"
+    NO_ATTACHMENTS = POStatus.NO_ATTACHMENTS.value, "No attachments"
+    PO_NOT_FOUND = POStatus.PO_NOT_FOUND.value, "PO not found"
+    ACCESS_DENIED = POStatus.ACCESS_DENIED.value, "Access denied"
+    LOGIN_REQUIRED = POStatus.LOGIN_REQUIRED.value, "Login required"
+    TIMEOUT = POStatus.TIMEOUT.value, "Timeout"
+    FAILED = POStatus.FAILED.value, "Failed"
+    CANCELLED = POStatus.CANCELLED.value, "Cancelled"
+
+
+PENDING_STATUSES = (Status.QUEUED, Status.RUNNING)
+SUCCESS_STATUSES = tuple(Status(s.value) for s in POStatus if s.is_success)
+# What "retry failed" puts back in the queue: every final status that is not a success.
+RETRYABLE_STATUSES = tuple(
+    Status(s.value) for s in POStatus if not s.is_success
+)
+
+
+class Batch(models.Model):
+    """One uploaded file of POs, created whole or not at all (batch_import)."""
+
+    name = models.CharField(max_length=200)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source_name = models.CharField(max_length=255)
+    source_sha256 = models.CharField(max_length=64, db_index=True)
+    source_size = models.PositiveBigIntegerField(default=0)
+    site_preset = models.CharField(max_length=50)
+    site_base_url = models.CharField(max_length=500, blank=True)
+    notes = models.TextField(blank=True)
+    po_count = models.PositiveIntegerField(default=0)
+    extra_columns = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+        verbose_name_plural = "batches"
+        permissions = [
+            ("control_pool", "Can start, pause and stop runs, retry and cancel POs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("batch_detail", args=[self.pk])
+
+    def status_counts(self) -> dict[str, int]:
+        """Return {status: count} for every status, zeros included (one query)."""
+        counts = dict.fromkeys(Status.values, 0)
+        rows = self.pos.order_by().values_list("status").annotate(n=Count("id"))
+        for status, n in rows:
+            counts[status] = n
+        return counts
+
+    def summary(self) -> dict[str, int]:
+        """Return the operator's headline figures: total, pending, succeeded, failed."""
+        counts = self.status_counts()
+        return {
+            "total": sum(counts.values()),
+            "pending": sum(counts[s] for s in PENDING_STATUSES),
+            "succeeded": sum(counts[s] for s in SUCCESS_STATUSES),
+            "failed": sum(counts[s] for s in RETRYABLE_STATUSES),
+        }
+
+    def output_dir_name(self) -> str:
+        """Return the batch's folder name under the output root."""
+        return f"batch-{self.pk}"
+
+
+class POQuerySet(models.QuerySet["PurchaseOrder"]):
+    def retryable(self) -> POQuerySet:
+        return self.filter(status__in=RETRYABLE_STATUSES)
+
+    def requeue(self) -> int:
+        """Put finished-but-unsuccessful POs back in the queue with fresh retries."""
+        return self.retryable().update(
+            status=Status.QUEUED, reason="", message="", attempts=0,
+            leased_by="", lease_expires_at=None,
+        )
+
+    def cancel_queued(self) -> int:
+        """Cancel POs nobody has claimed yet (a running one is the supervisor's job)."""
+        return self.filter(status=Status.QUEUED).update(
+            status=Status.CANCELLED, reason="cancelled", message="Cancelled by an operator",
+        )
+
+
+class PurchaseOrder(models.Model):
+    """One PO of a batch: its input row, its current status and its lease."""
+
+    batch = models.ForeignKey(Batch, models.CASCADE, related_name="pos")
+    row_number = models.PositiveIntegerField(default=0, help_text="row in the source file")
+    po_number = models.CharField(max_length=64)
+    supplier = models.CharField(max_length=255)
+    url = models.CharField(max_length=2000)
+    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    extra = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    reason = models.CharField(max_length=100, blank=True)
+    message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    output_folder = models.CharField(max_length=1000, blank=True,
+                                     help_text="relative to the output root")
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    leased_by = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = POQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["batch", "id"]
+        verbose_name = "purchase order"
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "po_number"], name="po_unique_in_batch"),
+            models.CheckConstraint(condition=Q(status__in=Status.values),
+                                   name="po_status_known"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="po_amount_not_negative"),
+            models.CheckConstraint(condition=~Q(po_number=""), name="po_number_not_empty"),
+        ]
+        indexes = [
+            # "next queued PO of a batch" and the counts per status of a batch.
+            models.Index(fields=["batch", "status", "id"], name="po_batch_status"),
+            # Expired leases of crashed hosts, across batches.
+            models.Index(fields=["status", "lease_expires_at"], name="po_lease"),
+            models.Index(fields=["po_number"], name="po_number"),
+            models.Index(fields=["last_attempt_at"], name="po_last_attempt"),
+        ]
+
+    def __str__(self) -> str:
+        return self.po_number
+
+    def get_absolute_url(self) -> str:
+        return reverse("po_detail", args=[self.pk])
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in PENDING_STATUSES
+
+    @property
+    def is_retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUSES
+
+    def amount_text(self) -> str:
+        return amount_text(self.amount)
+
+
+def amount_text(amount: Decimal) -> str:
+    """Show an amount with at least two decimals and no trailing noise: 12.5000 -> 12.50."""
+    cents = amount.quantize(Decimal("0.01"))
+    if cents == amount:
+        return f"{cents:f}"
+    return f"{amount.normalize():f}"
+
+
+class Run(models.Model):
+    """One runpool session working through a batch on one host."""
+
+    class State(models.TextChoices):
+        STARTING = "starting"
+        RUNNING = "running"
+        PAUSED = "paused"
+        STOPPING = "stopping"
+        FINISHED = "finished"
+        CRASHED = "crashed"
+
+    batch = models.ForeignKey(Batch, models.CASCADE, related_name="runs")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    host = models.CharField(max_length=200)
+    pool_size = models.PositiveSmallIntegerField(default=1)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.STARTING)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    pos_done = models.PositiveIntegerField(default=0)
+    pos_per_minute = models.FloatField(null=True, blank=True)
+    p95_seconds = models.FloatField(null=True, blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["state", "host"], name="run_state_host")]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} of {self.batch_id} on {self.host}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (self.State.STARTING, self.State.RUNNING, self.State.PAUSED,
+                              self.State.STOPPING)
+
+
+class Attempt(models.Model):
+    """One try at one PO by one worker; never edited after it is recorded."""
+
+    po = models.ForeignKey(PurchaseOrder, models.CASCADE, related_name="attempt_set")
+    run = models.ForeignKey(Run, models.SET_NULL, null=True, blank=True,
+                            related_name="attempts")
+    host = models.CharField(max_length=200, blank=True)
+    worker_id = models.CharField(max_length=50, blank=True)
+    attempt_number = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    retryable = models.BooleanField(default=False)
+    reason = models.CharField(max_length=100, blank=True)
+    message = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    screenshot = models.CharField(max_length=1000, blank=True,
+                                  help_text="PNG of a failure, relative to the output root")
+    html_evidence = models.CharField(max_length=1000, blank=True,
+                                     help_text="page HTML of a failure, relative to the output root")
+    remote_traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["po", "attempt_number", "id"]
+        indexes = [models.Index(fields=["started_at"], name="attempt_started")]
+
+    def __str__(self) -> str:
+        return f"{self.po_id} attempt {self.attempt_number}: {self.status}"
+
+
+class Document(models.Model):
+    """A verified file saved for a PO."""
+
+    class Source(models.TextChoices):
+        PO = "po", "PO page"
+        REQUISITION = "requisition", "Requisition"
+        PAGE_PDF = "page-pdf", "Page PDF"
+        MANIFEST = "manifest", "Manifest"
+
+    po = models.ForeignKey(PurchaseOrder, models.CASCADE, related_name="documents")
+    attempt = models.ForeignKey(Attempt, models.SET_NULL, null=True, blank=True,
+                                related_name="documents")
+    name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=200, blank=True)
+    path = models.CharField(max_length=1000, help_text="relative to the output root")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.PO)
+    source_url = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["po", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["po", "path"], name="document_unique_path"),
+        ]
+        indexes = [models.Index(fields=["sha256"], name="document_sha256")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AppendOnlyError(RuntimeError):
+    """An audit row was about to be changed or deleted."""
+
+
+class ControlActionQuerySet(models.QuerySet["ControlAction"]):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("control actions are an audit trail and are never deleted")
+
+
+class ControlAction(models.Model):
+    """Who pressed what, when, with which arguments, and what came of it."""
+
+    class Action(models.TextChoices):
+        START = "start"
+        PAUSE = "pause"
+        RESUME = "resume"
+        STOP = "stop"
+        SCALE = "scale", "scale to N"
+        RETRY_FAILED = "retry_failed", "retry failed"
+        CANCEL_PO = "cancel_po", "cancel PO"
+        UPLOAD = "upload", "upload batch"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        REFUSED = "refused"
+        FAILED = "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                             blank=True, related_name="+")
+    username = models.CharField(max_length=150, blank=True,
+                                help_text="kept when the account is deleted")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    batch = models.ForeignKey(Batch, models.PROTECT, null=True, blank=True,
+                              related_name="control_actions")
+    run = models.ForeignKey(Run, models.PROTECT, null=True, blank=True,
+                            related_name="control_actions")
+    po = models.ForeignKey(PurchaseOrder, models.PROTECT, null=True, blank=True,
+                           related_name="control_actions")
+    arguments = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices,
+                               default=Outcome.PENDING)
+    outcome_message = models.TextField(blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.CharField(max_length=200, blank=True, help_text="host")
+
+    objects = ControlActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["outcome", "created_at"], name="action_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.username or '?'}: {self.action} ({self.outcome})"
+
+    @classmethod
+    def record(cls, user: Any, action: str, *, outcome: str = Outcome.PENDING,
+               outcome_message: str = "", **fields: Any) -> ControlAction:
+        """Append one button press; `fields` are batch/run/po/arguments."""
+        handled_at = None if outcome == cls.Outcome.PENDING else timezone.now()
+        return cls.objects.create(
+            user=user if user is not None and user.is_authenticated else None,
+            username=getattr(user, "username", "") or "", action=action, outcome=outcome,
+            outcome_message=outcome_message, handled_at=handled_at, **fields,
+        )
+
+    def settle(self, outcome: str, message: str = "", host: str = "",
+               when: datetime | None = None) -> bool:
+        """Record the outcome of a pending action once; False if already settled."""
+        when = when or timezone.now()
+        updated = ControlAction.objects.filter(pk=self.pk, outcome=self.Outcome.PENDING).update(
+            outcome=outcome, outcome_message=message, handled_by=host, handled_at=when,
+        )
+        if updated:
+            self.outcome, self.outcome_message = outcome, message
+            self.handled_by, self.handled_at = host, when
+        return bool(updated)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError("control actions are appended, never edited (use settle())")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("control actions are an audit trail and are never deleted")

@@ -1,0 +1,58 @@
+"""Two roles: viewers see and download; operators also upload and control the pool.
+
+Roles are Django groups ("viewers", "operators", created by a data migration) carrying
+model permissions, so `user.has_perm` answers every check and superusers count as
+operators. Every view goes through one of the two decorators below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+OPERATORS = "operators"
+VIEWERS = "viewers"
+VIEW_PERMISSION = "batches.view_batch"
+UPLOAD_PERMISSION = "batches.add_batch"
+CONTROL_PERMISSION = "batches.control_pool"
+
+# Permissions (codenames of the batches app) each group gets.
+VIEWER_CODENAMES = (
+    "view_batch", "view_purchaseorder", "view_run", "view_attempt", "view_document",
+    "view_controlaction",
+)
+OPERATOR_CODENAMES = (*VIEWER_CODENAMES, "add_batch", "control_pool", "change_purchaseorder")
+
+View = Callable[..., HttpResponse]
+
+
+def can_view(user: Any) -> bool:
+    return bool(user.is_authenticated and user.has_perm(VIEW_PERMISSION))
+
+
+def can_operate(user: Any) -> bool:
+    return bool(user.is_authenticated and user.has_perm(CONTROL_PERMISSION)
+                and user.has_perm(UPLOAD_PERMISSION))
+
+
+def _requiring(check: Callable[[Any], bool]) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not check(request.user):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+viewer_required = _requiring(can_view)
+operator_required = _requiring(can_operate)
