@@ -42,3 +42,18 @@ def service_url(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return url
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Test on a SQLite *file*, as production does (WAL, busy timeout, real locking).
+
+    Django's default in-memory shared-cache test database locks whole tables and
+    ignores the busy timeout, so concurrent claims would fail there and nowhere else.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(path)

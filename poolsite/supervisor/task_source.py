@@ -1,0 +1,166 @@
+"""The durable task source: POs come from the database, leased to this host.
+
+The pool calls `claim()` from its manager thread whenever a worker is free; that call
+must be quick (the contract's distribution latency), so it never touches the database.
+A feeder thread keeps a small buffer of already-leased POs (`prefetch`, about one per
+worker) and refills it whenever a claim takes one. Buffered POs hold a lease like
+running ones, so a crash of this host returns them to the queue like any other.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.db import close_old_connections
+
+from pool_core.events import PORecord
+from pool_core.messages import Task
+from poolsite.batches.models import Batch, PurchaseOrder, Status
+from poolsite.supervisor import leases
+
+log = logging.getLogger(__name__)
+
+
+def task_for(po: PurchaseOrder, batch: Batch) -> Task:
+    """Turn a leased PO row into the Task a worker receives."""
+    extra = tuple((str(k), str(v)) for k, v in (po.extra or {}).items())
+    return Task(key=str(po.pk), po_number=po.po_number, supplier=po.supplier, url=po.url,
+                amount=po.amount, batch=batch.output_dir_name(), attempt=po.attempts,
+                extra=extra)
+
+
+class DbTaskSource:
+    """A TaskSource (pool_core.task_source) over the PurchaseOrder table."""
+
+    def __init__(self, *, host: str, lease: timedelta, prefetch: int,
+                 on_finish: Callable[[PORecord], None]) -> None:
+        self.host = host
+        self.lease = lease
+        self.prefetch = max(1, prefetch)
+        self._on_finish = on_finish
+        self._lock = threading.Lock()
+        self._ready: deque[Task] = deque()
+        self._delayed: list[tuple[float, int, Task]] = []
+        self._seq = itertools.count()
+        self._batch: Batch | None = None
+        self._queued_in_db = 0
+        self._exhausted = False
+        self._wakeup: Callable[[], None] | None = None
+        self._want = threading.Event()
+        self._stop = threading.Event()
+        self._feeder = threading.Thread(target=self._feed, name="po-feeder", daemon=True)
+        self._feeder.start()
+
+    # -- the host's side ----------------------------------------------------------------
+    def set_batch(self, batch: Batch | None) -> None:
+        """Work on `batch` from now on (None: claim nothing more)."""
+        with self._lock:
+            self._batch = batch
+            self._exhausted = False
+        self._want.set()
+
+    def set_prefetch(self, prefetch: int) -> None:
+        self.prefetch = max(1, prefetch)
+        self._want.set()
+
+    def refresh_queued_count(self) -> int:
+        """Re-read how many POs of the batch wait in the database (for pending())."""
+        batch = self._batch
+        count = 0 if batch is None else PurchaseOrder.objects.filter(
+            batch_id=batch.pk, status=Status.QUEUED).count()
+        with self._lock:
+            self._queued_in_db = count
+            if count:
+                self._exhausted = False
+        if count:
+            self._want.set()
+        return count
+
+    def held(self) -> int:
+        """POs leased to this host but not handed to a worker yet."""
+        with self._lock:
+            return len(self._ready) + len(self._delayed)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._want.set()
+        self._feeder.join(timeout=10)
+
+    # -- the TaskSource protocol (the pool's side) --------------------------------------
+    def set_wakeup(self, wakeup: Callable[[], None]) -> None:
+        self._wakeup = wakeup
+
+    def claim(self) -> Task | None:
+        with self._lock:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                self._ready.append(heapq.heappop(self._delayed)[2])
+            task = self._ready.popleft() if self._ready else None
+        self._want.set()
+        return task
+
+    def next_ready_at(self) -> float | None:
+        with self._lock:
+            return self._delayed[0][0] if self._delayed else None
+
+    def retry(self, task: Task, delay: float) -> None:
+        # The PO keeps its lease while it waits here; the recorder counts the attempt.
+        with self._lock:
+            if delay <= 0:
+                self._ready.appendleft(task)
+            else:
+                heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), task))
+
+    def finish(self, record: PORecord) -> None:
+        self._on_finish(record)
+
+    def drain(self) -> list[Task]:
+        with self._lock:
+            tasks = list(self._ready) + [t for _, _, t in sorted(self._delayed)]
+            self._ready.clear()
+            self._delayed.clear()
+            return tasks
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._ready) + len(self._delayed) + self._queued_in_db
+
+    # -- the feeder thread --------------------------------------------------------------
+    def _feed(self) -> None:
+        while not self._stop.is_set():
+            self._want.wait(timeout=1.0)
+            self._want.clear()
+            try:
+                self._top_up()
+            except Exception:
+                log.exception("could not claim POs; trying again in a moment")
+                close_old_connections()
+                self._stop.wait(1.0)
+
+    def _top_up(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                batch = self._batch
+                full = len(self._ready) >= self.prefetch
+                if batch is None or full or self._exhausted:
+                    return
+            po = leases.claim_next(batch.pk, self.host, self.lease)
+            with self._lock:
+                if po is None:
+                    self._exhausted = True
+                    self._queued_in_db = 0
+                    return
+                if self._batch is None or self._batch.pk != batch.pk:
+                    leases.release(self.host, [po.pk])  # the batch changed meanwhile
+                    return
+                self._ready.append(task_for(po, batch))
+                self._queued_in_db = max(0, self._queued_in_db - 1)
+            if self._wakeup is not None:
+                self._wakeup()
