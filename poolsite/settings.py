@@ -157,6 +157,18 @@ if not DEBUG:
 
 # The browser executable for workers; empty means "find it" (pool_core.browser).
 POOL_BROWSER_PATH = os.getenv("POOL_BROWSER_PATH", "")
+# The pool that `runpool` hosts (every value can also be given on the command line).
+POOL_SIZE = envint("POOL_SIZE", "4")
+POOL_MAX_TASK_TIMEOUT = envint("POOL_MAX_TASK_TIMEOUT", "300")  # seconds per PO attempt
+POOL_MAX_ATTEMPTS = envint("POOL_MAX_ATTEMPTS", "3")  # crash re-queues count too
+POOL_MEMORY_SOFT_MB = envint("POOL_MEMORY_SOFT_MB", "400")  # recycle after the PO
+POOL_MEMORY_HARD_MB = envint("POOL_MEMORY_HARD_MB", "800")  # kill now, retry the PO
+POOL_LEASE_SECONDS = envint("POOL_LEASE_SECONDS", "60")
+POOL_POLL_SECONDS = float(os.getenv("POOL_POLL_SECONDS", "1.0"))
+POOL_STOP_TIMEOUT = envint("POOL_STOP_TIMEOUT", "30")  # graceful stop, seconds
+POOL_HEADLESS = envbool("POOL_HEADLESS", "1")
+# Extra site presets (*.json) beside the built-in coupa, generic and demo.
+POOL_SITES_DIR = os.getenv("POOL_SITES_DIR", "")
 # The demo procurement site that `make run`, the tests and the benchmarks use.
 POOL_DEMO_PORT = envint("POOL_DEMO_PORT", "8001")
 POOL_DEMO_URL = f"http://127.0.0.1:{POOL_DEMO_PORT}"

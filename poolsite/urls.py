@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("poolsite.supervisor.urls")),
     path("", include("poolsite.batches.urls")),
 ]
