@@ -21,3 +21,11 @@ class WorkerStartupError(PoolError):
 
 class TaskTimeoutError(PoolError):
     """A task ran past max_task_timeout; its worker was killed."""
+
+
+class UnsafePathError(PoolError):
+    """A path built from untrusted names would land outside the output root."""
+
+
+class UnsafeURLError(PoolError, ValueError):
+    """A target URL is refused: scheme other than http/https, or a host off the allow-list."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from pool_core.errors import UnsafeURLError
 
 BUILTIN_DIR = Path(__file__).with_name("presets")
 ALLOWED_SCHEMES = ("http", "https")
@@ -75,6 +78,17 @@ class SitePreset:
             return f"host {host} is not in the allow-list of site {self.name!r}"
         return None
 
+    def require_url(self, url: str) -> str:
+        """Return `url` when it may be opened; raise UnsafeURLError saying why not."""
+        problem = self.check_url(url)
+        if problem:
+            raise UnsafeURLError(f"refused URL {url[:200]!r}: {problem}")
+        return url
+
+    def po_url(self, po_number: str, url: str = "") -> str:
+        """The page of a PO: its own `url`, or one built from the template; validated."""
+        return self.require_url(url.strip() or self.build_url(po_number))
+
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
         for pattern in self.allowed_hosts:
@@ -98,12 +112,32 @@ def is_private_host(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = _ip_literal(host)
+    if address is None:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
     return (address.is_loopback or address.is_private or address.is_link_local
             or address.is_reserved or address.is_multicast or address.is_unspecified)
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Parse an IP literal, including the legacy IPv4 forms browsers accept.
+
+    Chromium reads `127.1`, `0x7f000001` and `2130706433` as 127.0.0.1; so does
+    inet_aton, while ipaddress does not.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not all(part and (part.isdigit() or part.lower().startswith("0x"))
+               for part in host.split(".")):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def preset_from_dict(data: dict) -> SitePreset:
@@ -124,6 +158,14 @@ def preset_from_dict(data: dict) -> SitePreset:
         for m in values.get("error_markers", ())
     )
     return SitePreset(**values)
+
+
+def load_preset(name: str, extra_dirs: tuple[Path, ...] = ()) -> SitePreset:
+    """Return the preset called `name`; KeyError lists the known ones."""
+    presets = load_presets(extra_dirs)
+    if name not in presets:
+        raise KeyError(f"no site preset {name!r} (known: {', '.join(sorted(presets))})")
+    return presets[name]
 
 
 def load_presets(extra_dirs: tuple[Path, ...] = ()) -> dict[str, SitePreset]:

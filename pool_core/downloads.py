@@ -1,0 +1,167 @@
+"""Real browser downloads of a page's attachments, all at once, each with a deadline.
+
+    start_downloads(page, links)   click every link (a hidden <a download> per href, or
+                                   the element itself), collecting Download objects
+    finish_downloads(...)          wait for each until its deadline, save it to the
+                                   work folder, or cancel it and say why
+
+Downloads run in parallel (the site's latency is paid once, not once per file).
+Playwright's Download.path() has no timeout: a stalled transfer would block the worker
+until its task is killed, so the wait goes through `asyncio.wait_for` on the
+implementation object (one private hop, kept here and nowhere else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import Download, Page
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from pool_core.po_page import CLICK_ATTRIBUTE, AttachmentLink
+
+log = logging.getLogger(__name__)
+
+# The final file name for a download's suggested name (sanitised, de-duplicated).
+NameFor = Callable[[str], str]
+
+_TRIGGER_JS = """(hrefs) => {
+  for (const href of hrefs) {
+    const a = document.createElement('a');
+    a.href = href; a.download = ''; a.rel = 'noopener'; a.style.display = 'none';
+    document.body.appendChild(a); a.click(); a.remove();
+  }
+}"""
+
+
+@dataclass
+class Transfer:
+    """One attachment's download: the link, the browser's Download, the outcome."""
+
+    link: AttachmentLink
+    download: Download | None = None
+    path: Path | None = None  # where it was saved (the work folder), once finished
+    sha256: str = ""  # set once the saved file is verified
+    failure: str = ""  # DOWNLOAD_TIMEOUT | DOWNLOAD_FAILED | BLOCKED_URL | ...
+    detail: str = ""
+
+
+@dataclass
+class Batch:
+    """Downloads started together, with the moment they started."""
+
+    transfers: list[Transfer]
+    started: float = field(default_factory=time.monotonic)
+    arrived: list[Download] = field(default_factory=list)
+
+
+def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
+                    click_timeout_s: float) -> Batch:
+    """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
+    batch = Batch([Transfer(link) for link in links])
+    page.on("download", lambda download: batch.arrived.append(download))
+    hrefs = []
+    for transfer in batch.transfers:
+        href = transfer.link.href
+        if href and href in refused:
+            transfer.failure, transfer.detail = "BLOCKED_URL", refused[href]
+        elif href:
+            hrefs.append(href)
+    if hrefs:
+        page.evaluate(_TRIGGER_JS, hrefs)
+    for transfer in batch.transfers:
+        if transfer.link.click:
+            selector = f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']"
+            try:
+                page.locator(selector).click(timeout=click_timeout_s * 1000)
+            except PlaywrightError as exc:
+                transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
+    return batch
+
+
+def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
+                     name_for: NameFor) -> None:
+    """Wait for every started download until `timeout_s` after the start; save or cancel."""
+    deadline = batch.started + timeout_s
+    wanted = [t for t in batch.transfers if not t.failure]
+    _await_arrivals(page, batch, len(wanted), deadline)
+    _match_arrivals(batch, wanted)
+    for transfer in wanted:
+        if transfer.download is None:
+            transfer.failure = "DOWNLOAD_TIMEOUT"
+            transfer.detail = f"no download started within {timeout_s:g} s"
+            continue
+        _finish_one(transfer, transfer.download, folder, deadline, name_for)
+
+
+def _await_arrivals(page: Page, batch: Batch, count: int, deadline: float) -> None:
+    while len(batch.arrived) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            page.wait_for_event("download", timeout=remaining * 1000)
+        except PlaywrightTimeoutError:
+            return
+
+
+def _match_arrivals(batch: Batch, wanted: list[Transfer]) -> None:
+    """Pair each Download with its link: by URL first, then in arrival order."""
+    unmatched = list(batch.arrived)
+    for transfer in wanted:
+        for download in unmatched:
+            if transfer.link.href and download.url == transfer.link.href:
+                transfer.download = download
+                unmatched.remove(download)
+                break
+    for transfer in wanted:
+        if transfer.download is None and unmatched:
+            transfer.download = unmatched.pop(0)
+
+
+def _finish_one(transfer: Transfer, download: Download, folder: Path, deadline: float,
+                name_for: NameFor) -> None:
+    remaining = max(0.0, deadline - time.monotonic())
+    try:
+        _wait_finished(download, remaining)
+        target = folder / name_for(download.suggested_filename)
+        download.save_as(target)
+        transfer.path = target
+    except TimeoutError:
+        transfer.failure = "DOWNLOAD_TIMEOUT"
+        transfer.detail = f"{download.url}: not finished within the download timeout"
+        _cancel(download)
+    except PlaywrightError as exc:
+        transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
+    finally:
+        _delete(download)
+
+
+def _wait_finished(download: Download, timeout_s: float) -> None:
+    """Block until the download has finished, or raise TimeoutError after `timeout_s`."""
+    impl = download._impl_obj  # no public API waits with a timeout (see module docstring)
+    download._sync(asyncio.wait_for(impl.path(), timeout=max(timeout_s, 0.001)))
+
+
+def _cancel(download: Download) -> None:
+    try:
+        download.cancel()
+    except PlaywrightError:
+        log.debug("cancelling %s failed", download.url, exc_info=True)
+
+
+def _delete(download: Download) -> None:
+    try:
+        download.delete()
+    except PlaywrightError:
+        log.debug("deleting the artifact of %s failed", download.url, exc_info=True)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

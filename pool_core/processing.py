@@ -1,0 +1,411 @@
+"""Process one PO: from its page to verified documents in its output folder.
+
+    process_po(context, task, job) -> TaskResult             (inside a worker process)
+
+    navigate ─▶ classify ─▶ attachments ───────────────────────┬─▶ downloads ─▶ save
+    (guarded)   login wall, error page,   none on the PO page? │   (the page PDF is
+                429, 5xx, blocked URL     ─▶ requisition page ─┘   printed meanwhile)
+
+PO-level problems never raise: they come back as a status, a short machine reason
+(HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, DOWNLOAD_TIMEOUT, ...) and a
+human message; `retryable` and `retry_after` ask the engine to requeue the PO. Only a
+browser that died under the job raises, so the engine can tell a crash from a PO.
+Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import mimetypes
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page, Response
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from pool_core.config import JobEnv
+from pool_core.downloads import Transfer, finish_downloads, start_downloads
+from pool_core.errors import UnsafePathError, UnsafeURLError
+from pool_core.messages import FileRecord, POStatus, Task, TaskResult
+from pool_core.names import dedupe, safe_component, safe_filename
+from pool_core.po_folder import (
+    MANIFEST_NAME,
+    discard,
+    final_folder,
+    new_work_folder,
+    publish,
+    write_manifest,
+)
+from pool_core.po_page import (
+    AttachmentLink,
+    read_attachments,
+    read_requisition_url,
+    read_supplier,
+    read_verdict,
+)
+from pool_core.sites import SitePreset, load_preset
+from pool_core.url_guard import RequestGuard
+from pool_core.verify import verify_file
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_HTML_MAX_BYTES = 512 * 1024
+DEFAULT_RETRY_AFTER_S = 30.0
+MAX_RETRY_AFTER_S = 3600.0
+TRANSIENT_DOWNLOAD_FAILURES = ("DOWNLOAD_TIMEOUT", "DOWNLOAD_FAILED")
+PUBLISHED = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, before it becomes a TaskResult."""
+
+    status: POStatus
+    reason: str = ""
+    message: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+    files: tuple[FileRecord, ...] = ()
+    folder: str = ""
+
+
+class _Stop(Exception):
+    """Ends an attempt early with an outcome (a login wall, a 429, a blocked URL...)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+@dataclass
+class _Attempt:
+    """One attempt at one PO: its inputs, its timings, what it has seen so far."""
+
+    task: Task
+    job: JobEnv
+    site: SitePreset
+    guard: RequestGuard
+    steps: dict[str, float] = field(default_factory=dict)
+    supplier_seen: str = ""
+    work: Path | None = None
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step (repeated names add up) and tell the supervisor the phase."""
+        self.job.report_phase(name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - started
+
+    @property
+    def nav_ms(self) -> float:
+        return self.job.nav_timeout_s * 1000
+
+
+def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+    """Fetch, verify and file every document of one PO; never raise for PO-level problems."""
+    site = job.site or load_preset("generic")
+    attempt = _Attempt(task=task, job=job, site=site, guard=RequestGuard(site))
+    page: Page | None = None
+    evidence: tuple[str, ...] = ()
+    try:
+        url = site.po_url(task.po_number, task.url)
+    except (UnsafeURLError, ValueError) as exc:  # refused scheme/host, or no URL at all
+        return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
+    try:
+        attempt.guard.install(context)
+        page = context.new_page()
+        attempt.guard.watch(page)
+        page.set_default_timeout(attempt.nav_ms)
+        outcome = _harvest(attempt, page, url)
+    except _Stop as stop:
+        outcome = stop.outcome
+    except UnsafePathError as exc:
+        outcome = Outcome(POStatus.FAILED, "UNSAFE_PATH", str(exc))
+    except PlaywrightError as exc:
+        if _browser_gone(exc):
+            raise  # the engine records BROWSER_CRASH and retries elsewhere
+        outcome = Outcome(POStatus.FAILED, "BROWSER_ERROR", _first_line(exc), retryable=True)
+    except OSError as exc:
+        log.exception("writing the documents of %s failed", task.po_number)
+        outcome = Outcome(POStatus.FAILED, "OUTPUT_ERROR", f"cannot write the output: {exc}")
+    try:
+        if page is not None and _wants_evidence(outcome):
+            with attempt.step("evidence"):
+                evidence = _keep_evidence(page, attempt, outcome)
+    finally:
+        _close(attempt, page)
+    return _result(attempt, outcome, evidence)
+
+
+def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
+    site = attempt.site
+    response = _open(attempt, page, url, "the PO page")
+    _classify(attempt, page, response, "the PO page")
+    with attempt.step("attachments"):
+        attempt.supplier_seen = read_supplier(page, site)
+        links = read_attachments(page, site, source="po")
+    pdf: bytes | None = None
+    if not links and site.requisition_selector:
+        with attempt.step("pdf"):
+            pdf = page.pdf()  # the PO page is the record; print it before leaving it
+        links = _requisition_links(attempt, page)
+    attempt.work = new_work_folder(attempt.job.output_root)
+    taken = {MANIFEST_NAME}
+    pdf_name = dedupe(safe_filename(f"{attempt.task.po_number} PO page.pdf"), taken)
+    refused = {link.href: why for link in links
+               if link.href and (why := attempt.guard.problem(link.href))}
+    with attempt.step("downloads"):
+        batch = start_downloads(page, links, refused, attempt.job.nav_timeout_s)
+    if pdf is None:
+        with attempt.step("pdf"):
+            pdf = page.pdf()  # printed while the downloads run
+    with attempt.step("downloads"):
+        finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
+                         lambda suggested: dedupe(safe_filename(suggested), taken))
+    _stop_if_blocked(attempt)
+    with attempt.step("save"):
+        return _save(attempt, batch.transfers, pdf, pdf_name, url)
+
+
+def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None:
+    with attempt.step("navigate"):
+        try:
+            return page.goto(url, wait_until="load", timeout=attempt.nav_ms)
+        except PlaywrightTimeoutError:
+            raise _Stop(Outcome(POStatus.TIMEOUT, "TIMEOUT",
+                                f"{what} did not load within {attempt.job.nav_timeout_s:g} s",
+                                retryable=True)) from None
+        except PlaywrightError as exc:
+            _stop_if_blocked(attempt)
+            if _browser_gone(exc):
+                raise
+            if "ERR_BLOCKED_BY_CLIENT" in str(exc):
+                raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                                    f"{what}: the browser refused {url}")) from None
+            raise _Stop(Outcome(POStatus.FAILED, "NETWORK_ERROR",
+                                f"{what} ({url}): {_first_line(exc)}", retryable=True)) from None
+
+
+def _classify(attempt: _Attempt, page: Page, response: Response | None, what: str) -> None:
+    """Raise _Stop unless the page is a readable PO (or requisition) page."""
+    with attempt.step("classify"):
+        _stop_if_blocked(attempt)
+        status = response.status if response is not None else 0
+        if status == 429:
+            delay = _retry_after(response)
+            raise _Stop(Outcome(POStatus.FAILED, "RATE_LIMITED",
+                                f"{what}: the site asked to wait {delay:g} s (HTTP 429)",
+                                retryable=True, retry_after=delay))
+        verdict = read_verdict(page, attempt.site)
+        if verdict.login:
+            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                                f"{what} shows the sign-in page ({page.url[:200]}): "
+                                "the worker's session is not signed in"))
+        if verdict.error_status in ("PO_NOT_FOUND", "ACCESS_DENIED"):
+            raise _Stop(_error_page(POStatus(verdict.error_status), what, status))
+        if status >= 500:
+            raise _Stop(Outcome(POStatus.FAILED, f"HTTP_{status}",
+                                f"{what}: the site answered HTTP {status}", retryable=True))
+        if status in (404, 410):
+            raise _Stop(_error_page(POStatus.PO_NOT_FOUND, what, status))
+        if status in (401, 403):
+            raise _Stop(_error_page(POStatus.ACCESS_DENIED, what, status))
+        if status >= 400:
+            raise _Stop(Outcome(POStatus.FAILED, f"HTTP_{status}",
+                                f"{what}: the site answered HTTP {status}"))
+
+
+def _error_page(status: POStatus, what: str, http_status: int) -> Outcome:
+    text = "does not exist" if status == POStatus.PO_NOT_FOUND else "may not be viewed"
+    return Outcome(status, status.value, f"{what} {text} (HTTP {http_status or '?'})")
+
+
+def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
+    """The PR fallback: the attachments of the PO's requisition, or [] when it has none."""
+    with attempt.step("requisition"):
+        url = read_requisition_url(page, attempt.site)
+    if not url:
+        return []
+    response = _open(attempt, page, url, "the requisition page")
+    try:
+        _classify(attempt, page, response, "the requisition page")
+    except _Stop as stop:
+        if stop.outcome.status not in (POStatus.PO_NOT_FOUND, POStatus.ACCESS_DENIED):
+            raise
+        # The PO itself was fine: it has no documents we can reach.
+        raise _Stop(replace(stop.outcome, status=POStatus.NO_ATTACHMENTS,
+                            reason=f"REQUISITION_{stop.outcome.reason}")) from None
+    with attempt.step("attachments"):
+        return read_attachments(page, attempt.site, source="requisition")
+
+
+def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes, pdf_name: str,
+          url: str) -> Outcome:
+    assert attempt.work is not None
+    task = attempt.task
+    final = final_folder(attempt.job.output_root, task.batch,
+                         task.supplier or attempt.supplier_seen, task.po_number)
+    relative = final.relative_to(Path(attempt.job.output_root).resolve())
+    records = [_record(relative, t) for t in transfers if _verified(t)]
+    (attempt.work / pdf_name).write_bytes(pdf)
+    records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
+                              hashlib.sha256(pdf).hexdigest(), "application/pdf",
+                              "page-pdf", url))
+    outcome = _status_of(transfers)
+    if outcome.status not in PUBLISHED:
+        return outcome
+    manifest = _manifest(attempt, outcome, records, transfers, url)
+    manifest_path = write_manifest(attempt.work, manifest)
+    data = manifest_path.read_bytes()
+    records.append(FileRecord(MANIFEST_NAME, str(relative / MANIFEST_NAME), len(data),
+                              hashlib.sha256(data).hexdigest(), "application/json",
+                              "manifest"))
+    publish(attempt.work, final)
+    attempt.work = None
+    return replace(outcome, files=tuple(records), folder=str(relative))
+
+
+def _verified(transfer: Transfer) -> bool:
+    """Verify a finished download in place; a bad file is deleted and marked failed."""
+    if transfer.failure or transfer.path is None:
+        return False
+    verdict = verify_file(transfer.path, transfer.path.name)
+    if verdict.ok:
+        transfer.sha256 = verdict.sha256
+        return True
+    transfer.failure, transfer.detail = verdict.reason, verdict.detail
+    transfer.path.unlink(missing_ok=True)
+    return False
+
+
+def _record(relative: Path, transfer: Transfer) -> FileRecord:
+    assert transfer.path is not None
+    download = transfer.download
+    return FileRecord(
+        name=transfer.path.name, path=str(relative / transfer.path.name),
+        size=transfer.path.stat().st_size, sha256=transfer.sha256,
+        content_type=_content_type(transfer.path.name), source=transfer.link.source,
+        source_url=download.url if download is not None else transfer.link.href)
+
+
+def _status_of(transfers: list[Transfer]) -> Outcome:
+    if not transfers:
+        return Outcome(POStatus.NO_ATTACHMENTS, "", "no attachments on the PO or its requisition")
+    failed = [t for t in transfers if t.failure]
+    good = len(transfers) - len(failed)
+    summary = f"{good} of {len(transfers)} attachments downloaded and verified"
+    if not failed:
+        return Outcome(POStatus.COMPLETED, "", summary)
+    first = failed[0]
+    name = first.link.label or first.link.href or "an attachment"
+    retryable = any(t.failure in TRANSIENT_DOWNLOAD_FAILURES for t in failed)
+    status = POStatus.PARTIAL if good else POStatus.FAILED
+    return Outcome(status, first.failure, f"{summary}; {name[:80]}: {first.detail[:200]}",
+                   retryable=retryable)
+
+
+def _manifest(attempt: _Attempt, outcome: Outcome, records: list[FileRecord],
+              transfers: list[Transfer], url: str) -> dict[str, Any]:
+    task = attempt.task
+    return {
+        "po_number": task.po_number, "supplier": task.supplier,
+        "supplier_seen": attempt.supplier_seen, "batch": task.batch,
+        "source_page": url, "status": outcome.status.value, "reason": outcome.reason,
+        "message": outcome.message, "attempt": task.attempt,
+        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": [{"name": r.name, "size": r.size, "sha256": r.sha256,
+                   "content_type": r.content_type, "source": r.source,
+                   "source_url": r.source_url} for r in records],
+        "failed": [{"label": t.link.label, "url": t.link.href, "reason": t.failure,
+                    "detail": t.detail} for t in transfers if t.failure],
+    }
+
+
+def _stop_if_blocked(attempt: _Attempt) -> None:
+    if attempt.guard.blocked:
+        url, why = attempt.guard.blocked[0]
+        raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                            f"the page tried to reach {url[:200]} ({why}); blocked"))
+
+
+def _retry_after(response: Response | None) -> float:
+    """Seconds from a Retry-After header (delta or HTTP date), bounded."""
+    value = (response.headers.get("retry-after", "") if response is not None else "").strip()
+    delay = DEFAULT_RETRY_AFTER_S
+    if value.replace(".", "", 1).isdigit():
+        delay = float(value)
+    elif value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            delay = (when - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            pass
+    return min(max(delay, 1.0), MAX_RETRY_AFTER_S)
+
+
+def _wants_evidence(outcome: Outcome) -> bool:
+    return outcome.retryable or outcome.status not in (POStatus.COMPLETED,
+                                                       POStatus.NO_ATTACHMENTS)
+
+
+def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str, ...]:
+    """Save a screenshot and the (size-capped) HTML of what the worker saw."""
+    task = attempt.task
+    folder = Path(attempt.job.evidence_dir) / safe_component(task.batch, fallback="batch")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stem = safe_component(f"{task.po_number}-attempt{task.attempt}-"
+                          f"{outcome.reason or outcome.status.value}-{stamp}")
+    saved: list[str] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shot = folder / f"{stem}.png"
+        page.screenshot(path=str(shot), timeout=5000)
+        saved.append(str(shot))
+        html = page.content().encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES]
+        (folder / f"{stem}.html").write_bytes(html)
+        saved.append(str(folder / f"{stem}.html"))
+    except (PlaywrightError, OSError):
+        log.warning("evidence for %s incomplete", task.po_number, exc_info=True)
+    return tuple(saved)
+
+
+def _close(attempt: _Attempt, page: Page | None) -> None:
+    discard(attempt.work)
+    attempt.guard.remove()
+    if page is not None:
+        with suppress(PlaywrightError):  # the context or browser is gone already
+            page.close()
+
+
+def _result(attempt: _Attempt, outcome: Outcome, evidence: tuple[str, ...]) -> TaskResult:
+    return TaskResult(
+        key=attempt.task.key, po_number=attempt.task.po_number, status=outcome.status,
+        reason=outcome.reason, message=outcome.message, files=outcome.files,
+        folder=outcome.folder, supplier_seen=attempt.supplier_seen,
+        retryable=outcome.retryable, retry_after=outcome.retry_after,
+        steps=tuple((name, round(seconds, 4)) for name, seconds in attempt.steps.items()),
+        evidence=evidence)
+
+
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _browser_gone(exc: BaseException) -> bool:
+    text = str(exc)
+    return "has been closed" in text or "Browser closed" in text or "Connection closed" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

@@ -1,0 +1,111 @@
+"""Keep a worker's browser on the site's allow-list (SSRF guard), redirects included.
+
+Two layers, because Playwright's routing alone misses redirects:
+
+* `context.route("**/*")` sees the first request of every page of the context (popups
+  too) and aborts any whose URL the preset refuses;
+* Playwright does not call route handlers for the hops of a redirect (documented;
+  probed here: a 302 to the canary host went straight through), so on each page we
+  open, a CDP session with `Fetch.enable` pauses every request, redirect hops
+  included, and fails those the preset refuses.
+
+Every refusal is recorded in `blocked`; the PO then fails with reason BLOCKED_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from playwright.sync_api import BrowserContext, CDPSession, Page, Route
+from playwright.sync_api import Error as PlaywrightError
+
+from pool_core.sites import SitePreset
+
+log = logging.getLogger(__name__)
+
+# Not network requests: the page's own in-memory content.
+_LOCAL_SCHEMES = ("data", "blob", "about")
+_WEBSOCKET_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+class RequestGuard:
+    """Abort every request of a context (and redirect hop of a page) off the allow-list."""
+
+    def __init__(self, site: SitePreset) -> None:
+        self.site = site
+        self.blocked: list[tuple[str, str]] = []  # (url, why)
+        self._context: BrowserContext | None = None
+        self._sessions: list[CDPSession] = []
+
+    def problem(self, url: str) -> str | None:
+        """Return why the browser may not request `url`, or None when it may."""
+        scheme = url.partition(":")[0].lower()
+        if scheme in _LOCAL_SCHEMES:
+            return None
+        if scheme in _WEBSOCKET_SCHEMES:
+            parts = urlsplit(url)
+            url = urlunsplit((_WEBSOCKET_SCHEMES[scheme], *parts[1:]))
+        return self.site.check_url(url)
+
+    def install(self, context: BrowserContext) -> None:
+        """Route every request of `context` through the allow-list."""
+        context.route("**/*", self._on_route)
+        self._context = context
+
+    def watch(self, page: Page) -> None:
+        """Also check the redirect hops of `page`'s requests (Chromium's Fetch domain)."""
+        assert self._context is not None, "install() first"
+        try:
+            session = self._context.new_cdp_session(page)
+        except PlaywrightError:
+            log.warning("no CDP session (not Chromium?): redirect hops are not checked",
+                        exc_info=True)
+            return
+        session.on("Fetch.requestPaused", lambda event: self._on_paused(session, event))
+        session.send("Fetch.enable", {"patterns": [{"urlPattern": "*",
+                                                    "requestStage": "Request"}]})
+        self._sessions.append(session)
+
+    def remove(self) -> None:
+        """Stop guarding (a persistent context outlives the PO)."""
+        for session in self._sessions:
+            with suppress(PlaywrightError):  # the page closed, and the session with it
+                session.detach()
+        self._sessions.clear()
+        if self._context is not None:
+            with suppress(PlaywrightError):  # the context is closed
+                self._context.unroute("**/*", self._on_route)
+            self._context = None
+
+    def _on_route(self, route: Route) -> None:
+        url = route.request.url
+        why = self.problem(url)
+        try:
+            if why:
+                self._record(url, why)
+                route.abort("blockedbyclient")
+            else:
+                route.fallback()
+        except PlaywrightError:
+            pass  # the page went away while the request waited; nothing to let through
+
+    def _on_paused(self, session: CDPSession, event: dict[str, Any]) -> None:
+        url = event["request"]["url"]
+        why = self.problem(url)
+        try:
+            if why:
+                self._record(url, why)
+                session.send("Fetch.failRequest", {"requestId": event["requestId"],
+                                                   "errorReason": "BlockedByClient"})
+            else:
+                session.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+        except PlaywrightError:
+            pass  # the page closed while the request was paused
+
+    def _record(self, url: str, why: str) -> None:
+        log.warning("blocked request to %s: %s", url[:300], why)
+        if all(seen != url for seen, _ in self.blocked):
+            self.blocked.append((url[:500], why))
