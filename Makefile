@@ -7,10 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-stamp
 STAMP_BROWSER := $(VENV)/.browser-stamp
+STAMP_BENCH := $(VENV)/.bench-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint pytest setup browser migrate demo-data bench clean
+.PHONY: run test lint pytest setup browser migrate demo-data bench bench-compare clean
 
 run: setup demo-data
 	$(PY) manage.py runpool --host $(HOST) --port $(PORT) --with-demo-site
@@ -55,8 +56,18 @@ lint: $(STAMP_DEPS)
 pytest: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: setup
+# The alternatives poolsite is compared with (Crawlee, matplotlib) live in the optional
+# `bench` group, never in the product's dependencies.
+$(STAMP_BENCH): $(STAMP_DEPS)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: setup $(STAMP_BENCH)
 	$(PY) bench/run_all.py
+
+# e.g. make bench-compare BENCH_ARGS="--systems sequential,crawlee,pool4 --rounds 1"
+bench-compare: setup $(STAMP_BENCH)
+	nice -n 10 $(PY) bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,249 @@
+"""Compare poolsite with what a user would pick instead, side by side on one machine.
+
+    .venv/bin/python bench/compare.py --systems sequential,crawlee,pool1,pool4,pool8 \
+        --rounds 3 --batch 40 --latency 1.0
+
+One demo site (in this process) serves the same batch to every system. Each system
+runs as a child process (bench/alternatives/); the harness samples the PSS of the
+child's whole process tree, verifies the files on disk against the site's ground
+truth, and alternates the systems round by round (A B C, C B A, ...) so drift in the
+machine's load falls on all of them. Ratios are medians of per-round ratios. A last
+pass per system SIGKILLs one browser mid-run and records what became of the batch.
+Prints a table; writes bench/results/compare.json and bench/results/compare.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: `python bench/compare.py`
+    sys.path.insert(0, str(REPO))
+
+from bench.alternatives.po_files import batch_dump  # noqa: E402
+from bench.comparison import report  # noqa: E402
+from bench.comparison.measure import MB, child_run  # noqa: E402
+from bench.comparison.verify import outputs_verify  # noqa: E402
+from pool_core.browser import find_browser  # noqa: E402
+from poolsite.demo_erp import catalog  # noqa: E402
+from poolsite.demo_erp.server import DemoSite  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+CRAWLEE_DEFAULT_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class System:
+    """One contender: its name in the table, the runner module, its concurrency."""
+
+    name: str
+    module: str
+    concurrency: int
+
+
+def system_parse(name: str) -> System:
+    """`sequential`, `crawlee` (4 pages), `crawleeN`, `poolN` -> System."""
+    if name == "sequential":
+        return System(name, "bench.alternatives.sequential", 1)
+    match = re.fullmatch(r"(crawlee|pool)(\d*)", name)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"unknown system {name!r}")
+    kind, digits = match.groups()
+    if kind == "pool" and not digits:
+        raise argparse.ArgumentTypeError("say how many workers: pool1, pool4, pool8")
+    concurrency = int(digits) if digits else CRAWLEE_DEFAULT_CONCURRENCY
+    module = "bench.alternatives." + ("crawlee_crawler" if kind == "crawlee" else "workerpool")
+    return System(name, module, concurrency)
+
+
+def system_missing(system: System) -> str:
+    """Why a system cannot run here, or '' when it can."""
+    if system.module.endswith("workerpool"):
+        import pool_core
+
+        if not hasattr(pool_core, "WorkerPool"):
+            return "pool_core.WorkerPool does not exist yet (it lands with the pool issue)"
+    if system.module.endswith("crawlee_crawler"):
+        try:
+            import crawlee  # noqa: F401
+        except ImportError:
+            return "crawlee is not installed: .venv/bin/pip install -e '.[dev,bench]'"
+    return ""
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", default="sequential,crawlee,pool1,pool4,pool8",
+                        help="comma-separated: sequential, crawlee[N], poolN")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=40, help="POs per run")
+    parser.add_argument("--latency", type=float, default=1.0, help="demo site seconds per request")
+    parser.add_argument("--kill-after", type=int, default=None,
+                        help="PO pages served before the kill test kills a browser (batch/3)")
+    parser.add_argument("--no-kill-test", dest="kill_test", action="store_false")
+    parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds per run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON and PNG go")
+    parser.add_argument("--keep", action="store_true", help="keep each run's files and log")
+    args = parser.parse_args(argv)
+    args.systems = [system_parse(n.strip()) for n in args.systems.split(",") if n.strip()]
+    if args.kill_after is None:
+        args.kill_after = max(1, args.batch // 3)
+    return args
+
+
+def run_one(system: System, *, site: DemoSite, batch: list[dict[str, Any]], work: Path,
+            args: argparse.Namespace, round_no: int, kill: bool) -> dict[str, Any]:
+    """Run one system once on the batch; return its measured and verified figures."""
+    run_dir = work / f"{system.name}-{'kill' if kill else f'r{round_no}'}"
+    run_dir.mkdir()
+    batch_dump(batch, run_dir / "batch.json")
+    (run_dir / "state.json").write_text(json.dumps(site.storage_state()))
+    cmd = [sys.executable, "-m", system.module, "--batch", str(run_dir / "batch.json"),
+           "--out", str(run_dir / "out"), "--report", str(run_dir / "report.json"),
+           "--storage-state", str(run_dir / "state.json"), "--browser", args.browser,
+           "--concurrency", str(system.concurrency)]
+    pages_before, files_before = site.hits("/order_headers/"), site.hits("/attachments/")
+
+    def kill_now() -> bool:
+        return site.hits("/order_headers/") - pages_before >= args.kill_after
+
+    child = child_run(cmd, cwd=REPO, log=run_dir / "log.txt", timeout=args.run_timeout,
+                      kill_when=kill_now if kill else None)
+    verified = outputs_verify(run_dir / "out", [po["po_number"] for po in batch])
+    runner = report_read(run_dir / "report.json")
+    record = {
+        "system": system.name, "concurrency": system.concurrency, "round": round_no,
+        "kill_test": kill, "wall_s": child.wall_seconds, "job_s": runner.get("job_seconds"),
+        "exit_code": child.exit_code, "timed_out": child.timed_out,
+        "pos_total": verified.pos_total, "pos_ok": verified.pos_ok,
+        "pos_per_min": 60.0 * verified.pos_ok / child.wall_seconds,
+        "files_expected": verified.files_expected, "files_ok": verified.files_ok,
+        "page_pdfs": verified.page_pdfs,
+        "reported_failed": sum(1 for p in runner.get("pos", []) if p["status"] != "ok"),
+        "pss_peak_mb": child.pss_peak / MB, "pss_median_mb": child.pss_median / MB,
+        "pss_peak_per_unit_mb": child.pss_peak / MB / system.concurrency,
+        "pss_median_per_unit_mb": child.pss_median / MB / system.concurrency,
+        "pss_samples": len(child.pss_samples),
+        "page_hits": site.hits("/order_headers/") - pages_before,
+        "attachment_hits": site.hits("/attachments/") - files_before,
+        "browsers_seen": len(child.browsers_seen), "killed_browser": child.killed_browser,
+        "killed_at_s": child.killed_at_seconds,
+        "browser_relaunched": bool(child.browsers_after_kill),
+        "strays_killed": child.strays_killed, "runner": {k: v for k, v in runner.items()
+                                                         if k not in ("pos", "job_seconds")},
+        "log_tail": log_tail(run_dir / "log.txt") if child.exit_code or kill else "",
+    }
+    if not args.keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return record
+
+
+def report_read(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # the runner died before writing it
+    return data
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    what = "kill test" if record["kill_test"] else f"round {record['round'] + 1}"
+    return (f"{what:>9} {record['system']:<11} {record['wall_s']:6.1f} s "
+            f"{record['pos_per_min']:6.1f} POs/min  peak PSS {record['pss_peak_mb']:5.0f} MB  "
+            f"{record['pos_ok']}/{record['pos_total']} POs, "
+            f"{record['files_ok']}/{record['files_expected']} files verified"
+            + (f"  exit {record['exit_code']}" if record["exit_code"] else ""))
+
+
+def rounds_run(systems: list[System], site: DemoSite, batch: list[dict[str, Any]],
+               work: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]],
+                                                             dict[str, dict[str, Any]]]:
+    """The timed rounds, alternating the order, then one kill test per system."""
+    timed = []
+    for round_no in range(args.rounds):
+        order = systems if round_no % 2 == 0 else systems[::-1]
+        for system in order:
+            timed.append(run_one(system, site=site, batch=batch, work=work, args=args,
+                                 round_no=round_no, kill=False))
+            print(progress_line(timed[-1]), flush=True)
+    kills = {}
+    for system in systems if args.kill_test else []:
+        kills[system.name] = run_one(system, site=site, batch=batch, work=work, args=args,
+                                     round_no=args.rounds, kill=True)
+        print(progress_line(kills[system.name]), flush=True)
+    return timed, kills
+
+
+def baselines_for(system: System, systems: list[System]) -> dict[str, str]:
+    """Ratios go to the sequential script and to Crawlee at the same concurrency."""
+    bases = {"seq": "sequential"}
+    for other in systems:
+        if other.module.endswith("crawlee_crawler") and other.concurrency == system.concurrency:
+            bases["crawlee"] = other.name
+    return bases
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    args.browser = find_browser(os.environ.get("POOL_BROWSER_PATH") or None)
+    systems = []
+    for system in args.systems:
+        missing = system_missing(system)
+        if missing:
+            print(f"skipped {system.name}: {missing}", flush=True)
+        else:
+            systems.append(system)
+    if not systems:
+        return 1
+    load_before = os.getloadavg()[0]
+    site = DemoSite(latency=args.latency).start()
+    try:
+        batch = catalog.demo_batch(site.base_url, args.batch)
+        work = Path(tempfile.mkdtemp(prefix="poolsite-bench-"))
+        timed, kills = rounds_run(systems, site, batch, work, args)
+    finally:
+        site.stop()
+    if args.keep:
+        print(f"kept every run's files and log under {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    conditions = {
+        "batch": args.batch, "latency": args.latency, "rounds": args.rounds,
+        "systems": [s.name for s in systems], "kill_after": args.kill_after,
+        "files_per_round": sum(len(catalog.expected(po["po_number"]).attachments)
+                               for po in batch),
+        "cpus": os.cpu_count(), "load_before": load_before,
+        "load_after": os.getloadavg()[0], "browser": args.browser,
+        "skipped": [s.name for s in args.systems if s not in systems],
+    }
+    summaries = [report.system_summary(s.name, timed, kills.get(s.name),
+                                       baselines_for(s, systems)) for s in systems]
+    print()
+    print(report.table_format(summaries, conditions))
+    report.json_write(args.out / "compare.json", {"conditions": conditions,
+                                                   "summary": summaries, "runs": timed,
+                                                   "kill_tests": list(kills.values())})
+    report.chart_write(args.out / "compare.png", summaries, conditions)
+    print(f"\nwrote {args.out / 'compare.json'} and {args.out / 'compare.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

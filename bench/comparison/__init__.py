@@ -1,0 +1,1 @@
+"""The parts of bench/compare.py: measuring a run, checking its files, reporting."""

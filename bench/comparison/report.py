@@ -1,0 +1,135 @@
+"""Turn the measured runs into medians and ratios, a printed table, JSON and a chart."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def median_of(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def per_round_ratio(runs: list[dict[str, Any]], name: str, base: str, key: str,
+                    invert: bool = False) -> float | None:
+    """Median over rounds of run[key] of `name` divided by that of `base` in the same round."""
+    ratios = []
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        by_round.setdefault(run["round"], {})[run["system"]] = run
+    for pair in by_round.values():
+        if name in pair and base in pair and pair[base][key] and pair[name][key]:
+            a, b = pair[name][key], pair[base][key]
+            ratios.append(b / a if invert else a / b)
+    return median_of(ratios)
+
+
+def system_summary(name: str, timed: list[dict[str, Any]], kill: dict[str, Any] | None,
+                   baselines: dict[str, str]) -> dict[str, Any]:
+    """Medians of one system's timed runs, its ratios to the baselines and its kill test."""
+    mine = [r for r in timed if r["system"] == name]
+    summary: dict[str, Any] = {
+        "system": name,
+        "concurrency": mine[0]["concurrency"],
+        "rounds": len(mine),
+        "wall_s": median_of([r["wall_s"] for r in mine]),
+        "pos_per_min": median_of([r["pos_per_min"] for r in mine]),
+        "pos_per_min_range": [min(r["pos_per_min"] for r in mine),
+                              max(r["pos_per_min"] for r in mine)],
+        "pss_peak_per_unit_mb": median_of([r["pss_peak_per_unit_mb"] for r in mine]),
+        "pss_median_per_unit_mb": median_of([r["pss_median_per_unit_mb"] for r in mine]),
+        "pss_peak_mb": median_of([r["pss_peak_mb"] for r in mine]),
+        "files_ok": sum(r["files_ok"] for r in mine),
+        "files_expected": sum(r["files_expected"] for r in mine),
+        "pos_ok": sum(r["pos_ok"] for r in mine),
+        "pos_total": sum(r["pos_total"] for r in mine),
+        "kill": kill,
+    }
+    for label, base in baselines.items():
+        summary[f"throughput_vs_{label}"] = per_round_ratio(timed, name, base, "pos_per_min")
+        summary[f"memory_vs_{label}"] = per_round_ratio(
+            timed, name, base, "pss_peak_per_unit_mb")
+    return summary
+
+
+def kill_text(kill: dict[str, Any] | None) -> str:
+    if kill is None:
+        return "-"
+    if kill.get("killed_browser") is None:
+        return "no browser killed"
+    lost = kill["pos_total"] - kill["pos_ok"] - kill["reported_failed"]
+    relaunch = "a new browser started" if kill["browser_relaunched"] else "no new browser"
+    return (f"{kill['pos_ok']}/{kill['pos_total']} POs verified, {kill['reported_failed']} "
+            f"reported failed, {max(lost, 0)} lost; {relaunch}; {kill['wall_s']:.0f} s; "
+            f"exit {kill['exit_code']}")
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table_format(summaries: list[dict[str, Any]], conditions: dict[str, Any]) -> str:
+    """The printed table: one line per system, then the kill tests."""
+    head = (f"{'system':<11}{'conc':>5}{'wall s':>8}{'POs/min':>9}{'x seq':>7}"
+            f"{'x crawlee':>10}{'peak PSS/unit':>15}{'med PSS/unit':>14}{'mem x crawlee':>15}"
+            f"{'files ok':>12}")
+    lines = [conditions_line(conditions), head, "-" * len(head)]
+    for s in summaries:
+        lines.append(
+            f"{s['system']:<11}{s['concurrency']:>5}{fmt(s['wall_s'], '.1f'):>8}"
+            f"{fmt(s['pos_per_min'], '.1f'):>9}{fmt(s.get('throughput_vs_seq'), '.2f'):>7}"
+            f"{fmt(s.get('throughput_vs_crawlee'), '.2f'):>10}"
+            f"{fmt(s['pss_peak_per_unit_mb'], '.0f') + ' MB':>15}"
+            f"{fmt(s['pss_median_per_unit_mb'], '.0f') + ' MB':>14}"
+            f"{fmt(s.get('memory_vs_crawlee'), '.2f'):>15}"
+            f"{str(s['files_ok']) + '/' + str(s['files_expected']):>12}")
+    lines.append("")
+    lines.append("kill test (SIGKILL one browser after "
+                 f"{conditions['kill_after']} PO pages were served; one run each):")
+    for s in summaries:
+        lines.append(f"  {s['system']:<11}{kill_text(s['kill'])}")
+    return "\n".join(lines)
+
+
+def conditions_line(c: dict[str, Any]) -> str:
+    return (f"{c['batch']} POs ({c['files_per_round']} attachments), page latency "
+            f"{c['latency']} s, {c['rounds']} rounds alternating {'/'.join(c['systems'])}, "
+            f"medians; {c['cpus']} CPUs, load {c['load_before']:.1f} before; {c['browser']}")
+
+
+def json_write(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def chart_write(path: Path, summaries: list[dict[str, Any]], conditions: dict[str, Any]) -> None:
+    """Two panels: throughput (median, min-max whiskers) and PSS per concurrency unit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["system"] for s in summaries]
+    xs = list(range(len(names)))
+    ppm = [s["pos_per_min"] or 0.0 for s in summaries]
+    low = [p - s["pos_per_min_range"][0] for p, s in zip(ppm, summaries, strict=True)]
+    high = [s["pos_per_min_range"][1] - p for p, s in zip(ppm, summaries, strict=True)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.bar(xs, ppm, yerr=[low, high], capsize=4, color="#4c78a8")
+    left.set_title("Throughput (POs per minute, higher is better)")
+    peak = [s["pss_peak_per_unit_mb"] or 0.0 for s in summaries]
+    med = [s["pss_median_per_unit_mb"] or 0.0 for s in summaries]
+    right.bar([x - 0.2 for x in xs], peak, width=0.4, label="peak", color="#e45756")
+    right.bar([x + 0.2 for x in xs], med, width=0.4, label="median", color="#f58518")
+    right.set_title("PSS of the process tree per concurrency unit (MB)")
+    right.legend()
+    for axis in (left, right):
+        axis.set_xticks(xs, names)
+        axis.grid(axis="y", alpha=0.3)
+    fig.suptitle(conditions_line(conditions), fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
