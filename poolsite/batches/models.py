@@ -247,7 +247,7 @@ class Attempt(models.Model):
     screenshot = models.CharField(max_length=1000, blank=True,
                                   help_text="PNG of a failure, relative to the output root")
     html_evidence = models.CharField(max_length=1000, blank=True,
-                                     help_text="page HTML of a failure, relative to the output root")
+                                     help_text="HTML of a failure, relative to the output root")
     remote_traceback = models.TextField(blank=True)
 
     class Meta:

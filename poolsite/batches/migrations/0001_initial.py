@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ('message', models.TextField(blank=True)),
                 ('steps', models.JSONField(blank=True, default=list)),
                 ('screenshot', models.CharField(blank=True, help_text='PNG of a failure, relative to the output root', max_length=1000)),
-                ('html_evidence', models.CharField(blank=True, help_text='page HTML of a failure, relative to the output root', max_length=1000)),
+                ('html_evidence', models.CharField(blank=True, help_text='HTML of a failure, relative to the output root', max_length=1000)),
                 ('remote_traceback', models.TextField(blank=True)),
             ],
             options={
