@@ -95,3 +95,19 @@ class WorkerSpec:
     recycle_browser_after: int  # relaunch the browser after this many POs (0: never)
     node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
     owner_pid: int  # the supervisor's pid: the worker exits when it dies
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """The supervisor's knobs (WorkerPool's keyword options, validated)."""
+
+    max_task_timeout_s: float = 300.0
+    startup_timeout_s: float = 30.0
+    retry_limit: int = 2  # requeues charged to a PO after its first attempt
+    retry_backoff_s: float = 0.5
+    max_rate_limit_requeues: int = 5  # 429 requeues that do not burn the retry budget
+    pause_after_site_failures: int = 5  # consecutive HTTP_5xx/NETWORK results; 0: never
+    memory_soft_limit_mb: float | None = 400.0  # recycle the worker after its PO
+    memory_hard_limit_mb: float | None = 800.0  # kill it; PO retried as MEMORY_LIMIT
+    memory_check_interval_s: float = 2.0  # also the heartbeat interval
+    poll_interval_s: float = 0.5  # how often an idle pool asks a silent source again

@@ -1,0 +1,463 @@
+"""WorkerPool: the contract of ../shared/contract/worker_pool_contract.md.
+
+The public object is a thin, thread-safe facade: it validates, moves the state machine
+and hands work to a Supervisor thread (pool_core.supervisor), which owns the worker
+processes for one start..stop cycle. One condition variable guards everything; no
+public method holds it while waiting for a process, a browser or the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pool_core.browser import find_browser, launch_args
+from pool_core.config import (
+    DEFAULT_PROCESS_FN,
+    HeadlessConfiguration,
+    PoolOptions,
+    WorkerSpec,
+)
+from pool_core.errors import ProfileCreationError, WorkerStartupError
+from pool_core.events import EventBus, PoolEvent, PORecord, StateChanged
+from pool_core.profiles import ProfileManager, WorkerRoot
+from pool_core.records import RunBook
+from pool_core.sites import SitePreset
+from pool_core.state import PoolStateMachine, PoolStatus
+from pool_core.supervisor import Supervisor
+from pool_core.task_source import InMemoryTaskSource, TaskSource, tasks_from_po_list
+from pool_core.worker import resolve_process_fn
+
+log = logging.getLogger(__name__)
+MIN_WORKERS, MAX_WORKERS = 1, 8
+# Browser flags that fold Chromium into one process: ~40 MB less per worker, but a
+# renderer crash takes the whole browser down (see bench/bench_pool.py).
+LOW_MEMORY_BROWSER_ARGS = ("--single-process", "--no-zygote")
+
+
+def _check_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or not (
+            MIN_WORKERS <= size <= MAX_WORKERS):
+        raise ValueError(f"pool size must be an int from {MIN_WORKERS} to {MAX_WORKERS}, "
+                         f"got {size!r}")
+    return size
+
+
+class WorkerPool:
+    """A pool of 1-8 worker processes, each driving its own Chromium.
+
+    Everything after `pool_size` is keyword-only: the contract's signature puts the
+    required `headless_config` after the defaulted `pool_size`, which Python rejects,
+    so `headless_config` defaults to a headless HeadlessConfiguration().
+
+    Args:
+        pool_size: number of concurrent workers (1-8).
+        headless_config: browser mode for all workers.
+        profile_manager: creates the workers' temp roots (default: a ProfileManager in
+            the system temp folder, no base profile).
+        max_task_timeout: seconds one PO may take before its worker's tree is killed.
+        output_root: where the processing function saves documents.
+        site: the SitePreset of the procurement site (allow-list, login detection).
+        process_fn: dotted path of the processing function (see pool_core.config).
+        retry_limit: requeues of a failed PO after its first attempt (crashes included).
+        retry_backoff: seconds before a retried PO is handed out again.
+        max_rate_limit_requeues: HTTP 429 requeues that do not burn the retry budget;
+            later ones do, so a rate-limited PO ends after a bounded number of attempts.
+        pause_after_site_failures: consecutive HTTP_5xx/NETWORK results that pause the
+            pool (0 disables).
+        memory_soft_limit_mb / memory_hard_limit_mb: PSS of a worker's whole tree above
+            which it is recycled after its PO / killed (PO retried as MEMORY_LIMIT).
+        memory_check_interval: seconds between memory samples and heartbeats.
+        recycle_browser_after: relaunch a worker's browser after this many POs.
+        browser_path: Chromium executable (default: pool_core.browser.find_browser()).
+        low_memory_browser: add --single-process --no-zygote (less memory, less stable).
+        extra_browser_args: more Chromium flags.
+        node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
+        nav_timeout / download_timeout: seconds, passed to the job in JobEnv.
+        startup_timeout: seconds a worker may take to become ready.
+        task_source: a TaskSource to pull from when start_processing() gets no list.
+        on_event: callable receiving pool_core.events values (in the event thread).
+    """
+
+    def __init__(
+        self,
+        pool_size: int = 4,
+        *,
+        headless_config: HeadlessConfiguration | None = None,
+        profile_manager: ProfileManager | None = None,
+        max_task_timeout: float = 300,
+        output_root: str = "var/output",
+        site: SitePreset | None = None,
+        process_fn: str = DEFAULT_PROCESS_FN,
+        retry_limit: int = 2,
+        retry_backoff: float = 0.5,
+        max_rate_limit_requeues: int = 5,
+        pause_after_site_failures: int = 5,
+        memory_soft_limit_mb: float | None = 400.0,
+        memory_hard_limit_mb: float | None = 800.0,
+        memory_check_interval: float = 2.0,
+        recycle_browser_after: int = 50,
+        browser_path: str | None = None,
+        low_memory_browser: bool = False,
+        extra_browser_args: Sequence[str] = (),
+        node_options: str = "--max-semi-space-size=1",
+        nav_timeout: float = 30.0,
+        download_timeout: float = 60.0,
+        startup_timeout: float = 30.0,
+        task_source: TaskSource | None = None,
+        on_event: Callable[[PoolEvent], None] | None = None,
+    ) -> None:
+        self._pool_size = _check_size(pool_size)
+        if headless_config is None:
+            headless_config = HeadlessConfiguration()
+        if not isinstance(headless_config, HeadlessConfiguration):
+            raise TypeError("headless_config must be a HeadlessConfiguration, got "
+                            f"{type(headless_config).__name__}")
+        if profile_manager is not None and not isinstance(profile_manager, ProfileManager):
+            raise TypeError("profile_manager must be a ProfileManager")
+        if not max_task_timeout or max_task_timeout <= 0:
+            raise ValueError("max_task_timeout must be a positive number of seconds")
+        if retry_limit < 0 or max_rate_limit_requeues < 0:
+            raise ValueError("retry_limit and max_rate_limit_requeues must be >= 0")
+        self._headless = headless_config.effective_headless()
+        self.headless_config = headless_config
+        self.profile_manager = profile_manager or ProfileManager()
+        resolve_process_fn(process_fn)  # fail now, not in every worker
+        self._options = PoolOptions(
+            max_task_timeout_s=float(max_task_timeout), startup_timeout_s=startup_timeout,
+            retry_limit=retry_limit, retry_backoff_s=retry_backoff,
+            max_rate_limit_requeues=max_rate_limit_requeues,
+            pause_after_site_failures=pause_after_site_failures,
+            memory_soft_limit_mb=memory_soft_limit_mb,
+            memory_hard_limit_mb=memory_hard_limit_mb,
+            memory_check_interval_s=memory_check_interval)
+        self._spec_args: dict[str, Any] = dict(
+            process_fn=process_fn, output_root=os.path.abspath(output_root),
+            evidence_dir=os.path.join(os.path.abspath(output_root), "_evidence"), site=site,
+            nav_timeout_s=nav_timeout, download_timeout_s=download_timeout,
+            launch_timeout_s=min(startup_timeout, 30.0),
+            recycle_browser_after=recycle_browser_after, node_options=node_options)
+        self._browser_path = browser_path
+        self._browser_args = (*launch_args(),
+                              *(LOW_MEMORY_BROWSER_ARGS if low_memory_browser else ()),
+                              *extra_browser_args)
+        self._site = site
+        self._task_source = task_source
+        self._cond = threading.Condition(threading.RLock())
+        self._states = PoolStateMachine()
+        self._bus = EventBus(on_event)
+        self._book = RunBook()
+        self._supervisor: Supervisor | None = None
+        self._source: TaskSource | None = None
+        self._last_stop_clean = True
+        self._stop_in_progress = False
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def status(self) -> PoolStatus:
+        return self._states.state
+
+    def _set_state(self, new: PoolStatus, reason: str = "") -> None:
+        with self._cond:
+            old = self._states.transition(new, reason)
+            self._bus.emit(StateChanged(old, new, reason))
+            self._cond.notify_all()
+
+    # -- start ---------------------------------------------------------------------------
+    def start_processing(self, po_list: list[dict] | None = None, *,
+                         batch: str = "default") -> bool:
+        """Validate the POs, start the workers and begin processing.
+
+        Args:
+            po_list: PO dicts (po_number, supplier, url, amount; more keys are kept).
+                None pulls from the constructor's task_source instead.
+            batch: the batch name the job files documents under.
+
+        Raises:
+            RuntimeError: the pool is not IDLE.
+            ValueError: empty list or invalid PO (the message names index and field).
+            ProfileCreationError: a worker's temp root could not be set up.
+            WorkerStartupError: a worker could not start (nothing is left behind).
+        """
+        with self._cond:
+            if self.status is not PoolStatus.IDLE:
+                raise RuntimeError(f"cannot start: the pool is {self.status}")
+            tasks = tasks_from_po_list(po_list, batch=batch, site=self._site) if (
+                po_list is not None) else []
+            if po_list is None and self._task_source is None:
+                raise ValueError("po_list is required (no task_source was configured)")
+            spec = self._worker_spec()
+            self._set_state(PoolStatus.STARTING)
+            self._book = RunBook()
+            self._book.add(tasks, time.monotonic())
+            source = self._source = (InMemoryTaskSource(tasks) if po_list is not None
+                                     else self._task_source)
+            assert source is not None
+            roots = self._create_roots()
+            supervisor = self._supervisor = Supervisor(
+                cond=self._cond, states=self._states, set_state=self._set_state,
+                book=self._book, bus=self._bus, options=self._options, spec=spec,
+                profiles=self.profile_manager, source=source, initial_roots=roots)
+            source.set_wakeup(supervisor.wake)
+            supervisor.start()
+            self._wait_for_workers(supervisor)
+            self._set_state(PoolStatus.RUNNING)
+        supervisor.wake()
+        return True
+
+    def _worker_spec(self) -> WorkerSpec:
+        return WorkerSpec(browser_path=find_browser(self._browser_path),
+                          browser_args=self._browser_args, headless=self._headless,
+                          owner_pid=os.getpid(), **self._spec_args)
+
+    def _create_roots(self) -> list[WorkerRoot]:
+        roots: list[WorkerRoot] = []
+        try:
+            self.profile_manager.sweep_stale()
+            for slot in range(self._pool_size):
+                roots.append(self.profile_manager.create_root(slot))
+        except Exception as exc:
+            for root in roots:
+                self.profile_manager.remove_root(root.path)
+            self._set_state(PoolStatus.ERROR, f"profile set-up failed: {exc}")
+            if isinstance(exc, ProfileCreationError):
+                raise
+            raise ProfileCreationError(f"profile set-up failed: {exc}") from exc
+        return roots
+
+    def _wait_for_workers(self, supervisor: Supervisor) -> None:
+        deadline = time.monotonic() + self._options.startup_timeout_s + 5.0
+        while True:
+            if supervisor.startup_failure or supervisor.fatal or not supervisor.is_alive():
+                break
+            if supervisor.ready_workers() >= self._pool_size:
+                return
+            self._cond.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                supervisor.startup_failure = "workers did not become ready in time"
+                break
+        reason = supervisor.startup_failure or supervisor.fatal or "supervisor ended"
+        is_profile = supervisor.startup_failure_is_profile
+        supervisor.abort(reason)
+        self._cond.release()  # let the supervisor kill and clean up
+        try:
+            supervisor.join(30)
+        finally:
+            self._cond.acquire()
+        if self.status is not PoolStatus.ERROR:
+            self._set_state(PoolStatus.ERROR, reason)
+        if is_profile:
+            raise ProfileCreationError(reason)
+        raise WorkerStartupError(reason)
+
+    def submit(self, po_list: list[dict], *, batch: str = "default") -> int:
+        """Add POs to a running in-memory batch; return how many were added."""
+        with self._cond:
+            source = self._source
+            if self.status not in (PoolStatus.RUNNING, PoolStatus.PAUSED) or not isinstance(
+                    source, InMemoryTaskSource):
+                raise RuntimeError("submit() needs a running pool started with a po_list")
+            tasks = tasks_from_po_list(po_list, batch=batch, site=self._site,
+                                       first_key=len(self._book.tracks))
+            known = {t.task.po_number for t in self._book.tracks.values()
+                     if t.task.batch == batch}
+            clash = [t.po_number for t in tasks if t.po_number in known]
+            if clash:
+                raise ValueError(f"po_number already in batch {batch!r}: {clash[0]}")
+            self._book.add(tasks, time.monotonic())
+        source.add(tasks)
+        return len(tasks)
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop_processing(self, timeout: float = 30) -> bool:
+        """Stop gracefully; kill workers still busy after `timeout` seconds.
+
+        Workers finish their current PO, then stop; every temp root is removed; POs not
+        processed get CANCELLED records. Returns whether all stopped cleanly in time.
+        A second concurrent call waits for the first and returns its outcome.
+
+        Raises:
+            RuntimeError: the pool is IDLE or in ERROR (nothing to stop; use reset()).
+        """
+        with self._cond:
+            if self._stop_in_progress:
+                self._cond.wait_for(lambda: not self._stop_in_progress, timeout=timeout + 60)
+                return self._last_stop_clean
+            if self.status is PoolStatus.STARTING:
+                self._cond.wait_for(lambda: self.status is not PoolStatus.STARTING,
+                                    timeout=self._options.startup_timeout_s + 10)
+            supervisor = self._supervisor
+            if self.status is PoolStatus.PAUSED and supervisor is not None:
+                supervisor.stop_requested = True  # so nothing is dispatched in between
+                self._set_state(PoolStatus.RUNNING, "stopping")
+            self._set_state(PoolStatus.STOPPING)
+            self._stop_in_progress = True
+        try:
+            return self._finish_stop(supervisor, timeout)
+        finally:
+            with self._cond:
+                self._stop_in_progress = False
+                self._cond.notify_all()
+
+    def _finish_stop(self, supervisor: Supervisor | None, timeout: float) -> bool:
+        clean = True
+        if supervisor is not None:
+            supervisor.request_stop(timeout)
+            supervisor.join(timeout + 30)
+            clean = supervisor.stop_clean and not supervisor.is_alive()
+            if supervisor.is_alive():
+                log.error("supervisor did not end in time; aborting it")
+                supervisor.abort("stop timed out")
+                supervisor.join(30)
+        for path in self.profile_manager.our_roots():
+            clean = False
+            self.profile_manager.remove_root(path)
+        with self._cond:
+            self._last_stop_clean = clean
+            if self.status is PoolStatus.STOPPING:
+                self._set_state(PoolStatus.IDLE, "stopped" if clean else "stopped (forced)")
+        self._bus.flush()
+        return clean
+
+    def reset(self) -> None:
+        """Recover from ERROR: clean up leftovers and go back to IDLE."""
+        with self._cond:
+            supervisor = self._supervisor
+            if self.status is not PoolStatus.ERROR:
+                raise RuntimeError(f"reset() needs the ERROR state, the pool is {self.status}")
+        if supervisor is not None:
+            supervisor.abort("reset")
+            supervisor.join(30)
+        for path in self.profile_manager.our_roots():
+            self.profile_manager.remove_root(path)
+        self._set_state(PoolStatus.IDLE, "reset")
+
+    # -- pause, resume, scale ------------------------------------------------------------
+    def pause_processing(self) -> bool:
+        """Let workers finish their current PO and hand out no new ones."""
+        with self._cond:
+            self._set_state(PoolStatus.PAUSED, "paused by request")
+            if self._supervisor is not None:
+                self._supervisor.pause_reason = "paused by request"
+        return True
+
+    def resume_processing(self) -> bool:
+        """Resume a paused pool (RuntimeError when not paused)."""
+        with self._cond:
+            if self.status is not PoolStatus.PAUSED:
+                raise RuntimeError(f"cannot resume: the pool is {self.status}, not PAUSED")
+            supervisor = self._supervisor
+            if supervisor is not None:
+                supervisor.pause_reason = ""
+                supervisor.site_failures = 0
+            self._set_state(PoolStatus.RUNNING, "resumed")
+        if supervisor is not None:
+            supervisor.wake()
+        return True
+
+    def scale_workers(self, new_size: int, *, wait: bool = True,
+                      timeout: float | None = None) -> bool:
+        """Change the number of workers (1-8).
+
+        Up adds workers with fresh temp roots; down retires workers after their
+        current PO. With `wait`, returns whether the pool reached the size in time.
+        In IDLE this only sets the size of the next run.
+        """
+        size = _check_size(new_size)
+        with self._cond:
+            if self.status is PoolStatus.IDLE:
+                self._pool_size = size
+                return True
+            supervisor = self._supervisor
+            if self.status not in (PoolStatus.RUNNING, PoolStatus.PAUSED) or supervisor is None:
+                raise RuntimeError(f"cannot scale: the pool is {self.status}")
+            self._pool_size = supervisor.target_size = size
+        supervisor.wake()
+        if not wait:
+            return True
+        limit = timeout if timeout is not None else (
+            self._options.max_task_timeout_s + self._options.startup_timeout_s)
+
+        def reached() -> bool:
+            return (supervisor.target_size == size and len(supervisor.workers) == size
+                    and supervisor.ready_workers() == size
+                    and not any(w.leaving for w in supervisor.workers.values()))
+
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: reached() or supervisor.finished.is_set(), timeout=limit) and reached()
+
+    # -- status and results --------------------------------------------------------------
+    def get_status(self) -> dict[str, Any]:
+        """Return the contract's status keys plus pause/state reasons and totals."""
+        with self._cond:
+            supervisor = self._supervisor
+            running = supervisor is not None and not supervisor.finished.is_set()
+            book = self._book
+            source = self._source
+            return {
+                "pool_status": self.status,
+                "state_reason": self._states.reason,
+                "pause_reason": supervisor.pause_reason if running and supervisor and (
+                    self.status is PoolStatus.PAUSED) else "",
+                "pool_size": self._pool_size,
+                "active_workers": supervisor.ready_workers() if running and supervisor else 0,
+                "tasks_pending": source.pending() if source is not None and running else 0,
+                "tasks_active": book.active,
+                "tasks_completed": book.succeeded,
+                "tasks_failed": book.failed,
+                "tasks_cancelled": book.cancelled,
+                "tasks_total": len(book.tracks),
+                "worker_details": supervisor.worker_details() if running and supervisor
+                else [],
+                "performance_metrics": book.metrics(),
+            }
+
+    def get_results(self) -> tuple[int, int, dict[str, Any]]:
+        """Return (successful, failed, performance data); callable at any time."""
+        with self._cond:
+            book = self._book
+            data = book.metrics()
+            data.update(cancelled=book.cancelled, active=book.active,
+                        total=len(book.tracks),
+                        pending=sum(1 for t in book.tracks.values() if t.state == "pending"))
+            return book.succeeded, book.failed, data
+
+    def get_records(self) -> list[PORecord]:
+        """Return one record per PO of the current (or last) run, in submission order."""
+        with self._cond:
+            return [self._book.record_of(t) for t in self._book.tracks.values()]
+
+    # -- waiting and signals -------------------------------------------------------------
+    def wait_until_done(self, timeout: float) -> bool:
+        """Wait until every known PO has a final record (True) or `timeout` passes."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: bool(self._book.tracks) and all(
+                    t.state == "done" for t in self._book.tracks.values()), timeout=timeout)
+
+    def wait_for_status(self, status: PoolStatus, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.status is status, timeout=timeout)
+
+    def install_signal_handlers(self, stop_timeout: float = 30) -> None:
+        """Make SIGTERM/SIGINT stop the pool gracefully (call from the main thread)."""
+
+        def handler(signum: int, frame: Any) -> None:
+            log.info("signal %s: stopping the pool", signum)
+            threading.Thread(target=self._stop_quietly, args=(stop_timeout,),
+                             name="pool-signal-stop").start()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _stop_quietly(self, timeout: float) -> None:
+        try:
+            self.stop_processing(timeout)
+        except RuntimeError as exc:
+            log.info("signal stop: %s", exc)

@@ -1,0 +1,111 @@
+"""Find, measure and kill a worker's process tree: Python, Playwright driver, Chromium.
+
+Playwright starts Chromium detached (its own process group), so killing the worker's
+group leaves the browser running. A worker's tree is therefore found three ways:
+descendants of the worker, the pids the worker recorded in its temp root
+(`pids.json`, with their start times against pid reuse), and any process whose command
+line names the temp root (Chromium's --user-data-dir, crashpad's --database).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+
+import psutil
+
+log = logging.getLogger(__name__)
+PIDS_FILE = "pids.json"
+
+
+def record_pids(root: str, pids: Iterable[int]) -> None:
+    """Write the processes of this worker's tree into its root (atomically)."""
+    entries = []
+    for pid in pids:
+        try:
+            entries.append({"pid": pid, "create_time": psutil.Process(pid).create_time()})
+        except psutil.Error:
+            continue
+    path = os.path.join(root, PIDS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(entries, fh)
+    os.replace(path + ".tmp", path)
+
+
+def recorded_processes(root: str) -> list[psutil.Process]:
+    """Return the still-living processes a worker recorded in `root`."""
+    try:
+        with open(os.path.join(root, PIDS_FILE), encoding="utf-8") as fh:
+            entries = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    found = []
+    for entry in entries:
+        try:
+            proc = psutil.Process(int(entry["pid"]))
+            if abs(proc.create_time() - float(entry["create_time"])) < 0.5:
+                found.append(proc)
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def processes_naming(path: str) -> list[psutil.Process]:
+    """Return processes whose command line mentions `path` (a temp root)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or ()
+        if any(path in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+def worker_tree(pid: int | None, root: str | None) -> set[psutil.Process]:
+    """Return every process belonging to a worker (alive at the time of the call)."""
+    procs: set[psutil.Process] = set()
+    if pid is not None:
+        with contextlib.suppress(psutil.Error):
+            procs.add(psutil.Process(pid))
+    if root:
+        procs.update(recorded_processes(root))
+        procs.update(processes_naming(root))
+    for proc in list(procs):
+        try:
+            procs.update(proc.children(recursive=True))
+        except psutil.Error:
+            continue
+    procs.discard(psutil.Process())  # never ourselves
+    return procs
+
+
+def kill_tree(pid: int | None, root: str | None, timeout: float = 3.0) -> int:
+    """SIGKILL a worker's whole tree and wait for it; return how many were killed."""
+    procs = worker_tree(pid, root)
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+    _gone, alive = psutil.wait_procs(list(procs), timeout=timeout)
+    for proc in alive:
+        log.warning("process %s survived SIGKILL for %.1fs", proc.pid, timeout)
+    return len(procs)
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Return the PSS of a process and all its descendants, in MB (0 if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / (1024 * 1024)

@@ -1,0 +1,294 @@
+"""The worker process: one Playwright driver and one Chromium, one PO at a time.
+
+    supervisor ──Task / None (stop)──▶ worker_main ──▶ process_fn(context, task, job)
+    supervisor ◀──Ready / StartupFailed / TaskReceived / Phase / TaskDone── worker
+
+Only the small frozen dataclasses below and pool_core.messages values cross the pipe.
+A fresh BrowserContext serves each PO (Playwright keeps request objects until a
+context closes); the browser itself is relaunched every `recycle_browser_after` POs.
+If the browser dies under a task, the worker reports the task as retryable and exits;
+the supervisor starts a replacement on a fresh temp root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from pool_core.config import JobEnv, WorkerSpec
+from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.process_tree import kill_tree, record_pids
+from pool_core.profiles import WorkerRoot
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Playwright
+
+EXIT_BROWSER_DIED = 3
+EXIT_STARTUP_FAILED = 4
+EXIT_PARENT_DIED = 5
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    at: float  # time.monotonic() (system-wide on Linux, comparable across processes)
+
+
+@dataclass(frozen=True)
+class StartupFailed:
+    message: str
+    remote_traceback: str
+
+
+@dataclass(frozen=True)
+class TaskReceived:
+    key: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    key: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    result: TaskResult
+    seconds: float
+    at: float
+    exiting: bool  # the worker exits after this message (browser died)
+
+
+def resolve_process_fn(dotted: str) -> Callable[..., TaskResult]:
+    """Import "package.module:function" (or "package.module.function")."""
+    module_name, sep, attr = dotted.partition(":")
+    if not sep:
+        module_name, _, attr = dotted.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"process_fn {dotted!r} is not a dotted path 'package.module:func'")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"process_fn {dotted!r} cannot be imported: {exc}") from exc
+    if not callable(fn):
+        raise ValueError(f"process_fn {dotted!r} is not callable")
+    return fn
+
+
+def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection) -> None:
+    """Entry point of a worker process (spawn context)."""
+    _prepare_environment(spec, root)
+    _exit_with_parent(root)
+    try:
+        process_fn = resolve_process_fn(spec.process_fn)
+        from playwright.sync_api import sync_playwright
+
+        playwright = sync_playwright().start()
+    except BaseException as exc:
+        _report_startup_failure(conn, exc)
+        os._exit(EXIT_STARTUP_FAILED)
+    session = _BrowserSession(playwright, spec, root)
+    try:
+        session.launch()
+    except BaseException as exc:
+        _report_startup_failure(conn, exc)
+        os._exit(EXIT_STARTUP_FAILED)
+    conn.send(Ready(pid=os.getpid(), at=time.monotonic()))
+    exitcode = _serve(worker_id, spec, root, conn, session, process_fn)
+    if exitcode:
+        os._exit(exitcode)
+    session.close()
+    playwright.stop()
+
+
+def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
+           session: _BrowserSession, process_fn: Callable[..., TaskResult]) -> int:
+    """Run tasks until told to stop; return an exit code (0: stop cleanly)."""
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return EXIT_PARENT_DIED
+        if task is None:
+            return 0
+        received = time.monotonic()
+        conn.send(TaskReceived(key=task.key, at=received))
+        job = JobEnv(worker_id=worker_id, output_root=spec.output_root, work_root=root.work_dir,
+                     evidence_dir=spec.evidence_dir, site=spec.site,
+                     nav_timeout_s=spec.nav_timeout_s,
+                     download_timeout_s=spec.download_timeout_s,
+                     report_phase=_phase_reporter(conn, task.key))
+        result = session.run(process_fn, task, job)
+        exiting = not session.alive()
+        conn.send(TaskDone(result=result, seconds=time.monotonic() - received,
+                           at=time.monotonic(), exiting=exiting))
+        if exiting:
+            return EXIT_BROWSER_DIED
+        if session.due_for_recycle():
+            session.close()
+            session.launch()
+
+
+class _BrowserSession:
+    """The worker's browser: launched, handed out per task, recycled, closed."""
+
+    def __init__(self, playwright: Playwright, spec: WorkerSpec, root: WorkerRoot) -> None:
+        self.playwright = playwright
+        self.spec = spec
+        self.root = root
+        self.browser: Browser | None = None
+        self.persistent: BrowserContext | None = None
+        self.tasks_since_launch = 0
+        self.crashed = False
+
+    def launch(self) -> None:
+        chromium = self.playwright.chromium
+        common: dict[str, Any] = dict(executable_path=self.spec.browser_path,
+                                      args=list(self.spec.browser_args),
+                                      headless=self.spec.headless,
+                                      timeout=self.spec.launch_timeout_s * 1000)
+        if self.root.persistent_profile:
+            self.persistent = chromium.launch_persistent_context(
+                self.root.profile_dir, accept_downloads=True, **common)
+            self.persistent.on("close", lambda _ctx: self._mark_crashed())
+        else:
+            self.browser = chromium.launch(**common)
+            self.browser.on("disconnected", lambda _b: self._mark_crashed())
+        self.crashed = False
+        self.tasks_since_launch = 0
+        record_pids(self.root.path, [os.getpid()] + [
+            p.pid for p in psutil.Process().children(recursive=True)])
+
+    def _mark_crashed(self) -> None:
+        self.crashed = True
+
+    def alive(self) -> bool:
+        return not self.crashed
+
+    def due_for_recycle(self) -> bool:
+        n = self.spec.recycle_browser_after
+        return n > 0 and self.tasks_since_launch >= n
+
+    def run(self, process_fn: Callable[..., TaskResult], task: Task, job: JobEnv) -> TaskResult:
+        """Run one task on a fresh context; turn any exception into a TaskResult."""
+        self.tasks_since_launch += 1
+        context = None
+        try:
+            context = self._open_context()
+            result = process_fn(context, task, job)
+            if not isinstance(result, TaskResult):
+                raise TypeError(f"process_fn returned {type(result).__name__}, not TaskResult")
+        except Exception as exc:
+            result = self._exception_result(task, exc)
+        finally:
+            self._close_context(context)
+        if self.crashed and result.status is not POStatus.LOGIN_REQUIRED:
+            result = replace(result, status=POStatus.FAILED, reason="BROWSER_CRASH",
+                             retryable=True, message=result.message or "the browser died")
+        return result
+
+    def _open_context(self) -> BrowserContext:
+        if self.persistent is not None:
+            context = self.persistent
+        else:
+            assert self.browser is not None
+            context = self.browser.new_context(
+                accept_downloads=True, storage_state=self.root.storage_state or None)
+        context.set_default_timeout(self.spec.nav_timeout_s * 1000)
+        context.set_default_navigation_timeout(self.spec.nav_timeout_s * 1000)
+        return context
+
+    def _close_context(self, context: BrowserContext | None) -> None:
+        if context is None or self.crashed:
+            return
+        try:
+            if context is self.persistent:
+                for page in list(context.pages):
+                    page.close()
+            else:
+                context.close()
+        except Exception:
+            self.crashed = self.crashed or not self._connected()
+
+    def _connected(self) -> bool:
+        if self.browser is not None:
+            return self.browser.is_connected()
+        return self.persistent is not None and not self.crashed
+
+    def _exception_result(self, task: Task, exc: Exception) -> TaskResult:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        tb = traceback.format_exc()
+        if self.crashed or not self._connected():
+            self.crashed = True
+            return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
+                              reason="BROWSER_CRASH", message=str(exc)[:500], retryable=True,
+                              remote_traceback=tb)
+        if isinstance(exc, PlaywrightTimeout):
+            return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
+                              reason="PLAYWRIGHT_TIMEOUT", message=str(exc)[:500],
+                              retryable=True, remote_traceback=tb)
+        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
+                          reason="JOB_ERROR", message=f"{type(exc).__name__}: {exc}"[:500],
+                          remote_traceback=tb)
+
+    def close(self) -> None:
+        try:
+            if self.persistent is not None:
+                self.persistent.close()
+            if self.browser is not None:
+                self.browser.close()
+        except Exception:
+            pass  # the supervisor kills whatever is left and removes the root
+        self.browser = None
+        self.persistent = None
+
+
+def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:
+    # The driver and Chromium inherit this environment: their temp folders land in the
+    # root, so a SIGKILLed tree leaves nothing outside it.
+    os.environ["TMPDIR"] = root.tmp_dir
+    tempfile.tempdir = None
+    if spec.node_options:
+        os.environ["NODE_OPTIONS"] = spec.node_options
+
+
+def _exit_with_parent(root: WorkerRoot) -> None:
+    """Kill this worker's tree and exit when the supervisor's process dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        kill_tree(None, root.path, timeout=1.0)
+        os._exit(EXIT_PARENT_DIED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _phase_reporter(conn: Connection, key: str) -> Callable[[str], None]:
+    def report_phase(phase: str) -> None:
+        conn.send(Phase(key=key, phase=str(phase)[:100]))
+
+    return report_phase
+
+
+def _report_startup_failure(conn: Connection, exc: BaseException) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        conn.send(StartupFailed(message=f"{type(exc).__name__}: {exc}"[:1000],
+                                remote_traceback=traceback.format_exc()))
