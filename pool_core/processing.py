@@ -369,14 +369,21 @@ def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str
     saved: list[str] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        shot = folder / f"{stem}.png"
+    except OSError:
+        log.warning("no evidence folder %s", folder, exc_info=True)
+        return ()
+    shot, html = folder / f"{stem}.png", folder / f"{stem}.html"
+    # Each on its own: a chrome-error page may refuse a screenshot yet show its HTML.
+    try:
         page.screenshot(path=str(shot), timeout=5000)
         saved.append(str(shot))
-        html = page.content().encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES]
-        (folder / f"{stem}.html").write_bytes(html)
-        saved.append(str(folder / f"{stem}.html"))
+    except PlaywrightError:
+        log.warning("no screenshot of %s", task.po_number, exc_info=True)
+    try:
+        html.write_bytes(page.content().encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES])
+        saved.append(str(html))
     except (PlaywrightError, OSError):
-        log.warning("evidence for %s incomplete", task.po_number, exc_info=True)
+        log.warning("no HTML of %s", task.po_number, exc_info=True)
     return tuple(saved)
 
 

@@ -1,0 +1,245 @@
+"""process_po against the demo site with real Chromium: the ground truth, file by file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
+
+from pool_core.browser import launch_args
+from pool_core.config import JobEnv
+from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.names import MAX_NAME_BYTES, safe_filename
+from pool_core.po_folder import MANIFEST_NAME, WORK_DIR_NAME
+from pool_core.processing import process_po
+from pool_core.sites import load_preset
+from poolsite.demo_erp import catalog
+from poolsite.demo_erp.server import DemoSite
+
+DOWNLOAD_TIMEOUT_S = 1.0
+# HANG and MEMORY_HOG are the engine's business (task timeout, memory limit);
+# RATE_LIMITED and STALL_ONCE take several calls and have tests of their own.
+SINGLE_CALL = [n for n in catalog.SPECIALS if n not in (
+    catalog.HANG, catalog.MEMORY_HOG, catalog.RATE_LIMITED, catalog.STALL_ONCE)]
+NORMAL = ["PO200000", "PO200001", "PO200002"]
+
+
+@pytest.fixture(scope="module")
+def browser(browser_path: str) -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
+        ours = browser_processes()
+        assert ours
+        yield browser
+        browser.close()
+    _gone, alive = psutil.wait_procs(ours, timeout=10)
+    assert not alive, f"Chromium processes left behind: {alive}"
+
+
+def browser_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "chrom" in p.name().lower() or "headless" in p.name().lower()]
+
+
+@pytest.fixture
+def job(site: DemoSite, tmp_path: Path) -> JobEnv:
+    return JobEnv(worker_id=1, output_root=str(tmp_path / "out"),
+                  work_root=str(tmp_path / "work"), evidence_dir=str(tmp_path / "evidence"),
+                  site=load_preset("demo").with_base_url(site.base_url),
+                  nav_timeout_s=10.0, download_timeout_s=DOWNLOAD_TIMEOUT_S)
+
+
+@pytest.fixture
+def signed_in(browser: Browser, site: DemoSite) -> Iterator[BrowserContext]:
+    context = browser.new_context(storage_state=site.storage_state(),  # type: ignore[arg-type]
+                                  accept_downloads=True)
+    yield context
+    context.close()
+
+
+def task_for(site: DemoSite, number: str, attempt: int = 1) -> Task:
+    row = catalog.po_dict(site.base_url, number)
+    return Task(key=number, po_number=number, supplier=row["supplier"], url=row["url"],
+                amount=Decimal(row["amount"]), batch="batch 1", attempt=attempt)
+
+
+def run(context: BrowserContext, site: DemoSite, number: str, job: JobEnv,
+        attempt: int = 1) -> TaskResult:
+    return process_po(context, task_for(site, number, attempt), job)
+
+
+def assert_matches_ground_truth(result: TaskResult, job: JobEnv) -> None:
+    truth = catalog.expected(result.po_number)
+    assert (result.status, result.reason) == (truth.status, truth.reason), result.message
+    attachments = [f for f in result.files if f.source in ("po", "requisition")]
+    assert sorted(f.sha256 for f in attachments) == sorted(a.sha256 for a in truth.attachments)
+    assert sorted(f.source for f in attachments) == sorted(a.source for a in truth.attachments)
+    root = Path(job.output_root)
+    if not POStatus(truth.status).is_success:
+        assert not result.folder and not result.files
+        assert not any(p.is_file() for p in root.rglob("*"))
+        return
+    folder = root / result.folder
+    on_disk = {p.name: p for p in folder.iterdir()}
+    assert set(on_disk) == {f.name for f in result.files}  # exactly these, nothing else
+    for record in result.files:
+        body = on_disk[record.name].read_bytes()
+        assert hashlib.sha256(body).hexdigest() == record.sha256 and len(body) == record.size
+        assert (root / record.path).resolve() == on_disk[record.name].resolve()
+    assert {f.source for f in result.files} - {"po", "requisition"} == {"page-pdf", "manifest"}
+    page_pdf = next(f for f in result.files if f.source == "page-pdf")
+    assert on_disk[page_pdf.name].read_bytes().startswith(b"%PDF-")
+    manifest = json.loads(on_disk[MANIFEST_NAME].read_text())
+    assert manifest["status"] == truth.status and manifest["po_number"] == result.po_number
+    assert {f["sha256"] for f in manifest["files"]} == {
+        f.sha256 for f in result.files if f.source != "manifest"}
+
+
+@pytest.mark.parametrize("number", SINGLE_CALL + NORMAL)
+def test_it_ends_every_demo_po_as_the_ground_truth_says(
+        number: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    result = run(signed_in, site, number, job)
+    assert_matches_ground_truth(result, job)
+    assert site.canary_hits == 0
+    truth = catalog.expected(number)
+    if number != catalog.HOSTILE_NAMES:
+        names = sorted(f.name for f in result.files if f.source in ("po", "requisition"))
+        assert names == sorted(safe_filename(a.name) for a in truth.attachments)
+    if truth.status == "COMPLETED":
+        steps = [name for name, _ in result.steps]
+        assert {"navigate", "classify", "attachments", "downloads", "pdf", "save"} <= set(steps)
+        assert not result.retryable and not result.evidence
+    # The hidden work folder is gone once the PO is filed.
+    work = Path(job.output_root) / WORK_DIR_NAME
+    assert not work.exists() or not any(work.iterdir())
+
+
+def test_it_files_hostile_attachment_names_safely_inside_the_po_folder(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    result = run(signed_in, site, catalog.HOSTILE_NAMES, job)
+    assert result.status == POStatus.COMPLETED
+    root = Path(job.output_root).resolve()
+    folder = root / result.folder
+    for path in root.rglob("*"):
+        assert root in path.resolve().parents
+        if path.is_file():
+            assert path.parent == folder
+            assert not path.name.startswith(".") and "\\" not in path.name
+            assert len(path.name.encode()) <= MAX_NAME_BYTES
+            assert path.name.split(".")[0].upper() != "CON"
+    expected = catalog.expected(catalog.HOSTILE_NAMES).attachments
+    assert len(list(folder.iterdir())) == len(expected) + 2  # + page PDF + manifest
+
+
+def test_it_follows_the_requisition_when_the_po_has_no_attachments(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    result = run(signed_in, site, catalog.REQUISITION_ONLY, job)
+    assert_matches_ground_truth(result, job)
+    assert {f.source for f in result.files} == {"requisition", "page-pdf", "manifest"}
+    assert site.hits("/requisition_headers/") == 1
+
+
+def test_a_stalled_download_times_out_is_reported_and_succeeds_when_retried(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    started = time.monotonic()
+    first = run(signed_in, site, catalog.STALL_ONCE, job)
+    assert (first.status, first.reason, first.retryable) == (
+        POStatus.FAILED, "DOWNLOAD_TIMEOUT", True)
+    assert time.monotonic() - started < DOWNLOAD_TIMEOUT_S + 5
+    assert first.evidence and all(Path(p).stat().st_size > 0 for p in first.evidence)
+    second = run(signed_in, site, catalog.STALL_ONCE, job, attempt=2)
+    assert_matches_ground_truth(second, job)
+
+
+def test_it_backs_off_on_429_as_the_site_asks_then_succeeds(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    results = []
+    for attempt in range(1, 5):
+        result = run(signed_in, site, catalog.RATE_LIMITED, job, attempt)
+        results.append(result)
+        if not result.retryable:
+            break
+        assert (result.reason, result.retry_after) == (
+            "RATE_LIMITED", float(catalog.RETRY_AFTER_SECONDS))
+        time.sleep(result.retry_after or 0)
+    assert len(results) == catalog.RATE_LIMIT_HITS + 1
+    assert_matches_ground_truth(results[-1], job)
+
+
+def test_a_browser_without_a_session_gets_login_required_with_evidence(
+        browser: Browser, site: DemoSite, job: JobEnv) -> None:
+    context = browser.new_context(accept_downloads=True)
+    try:
+        result = run(context, site, catalog.ONE_PDF, job)
+    finally:
+        context.close()
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED", False)
+    shot, html = sorted(result.evidence, key=lambda p: not p.endswith(".png"))
+    assert Path(shot).read_bytes().startswith(b"\x89PNG")
+    assert "user_email" in Path(html).read_text()
+    assert site.hits("/attachments/") == 0
+
+
+@pytest.mark.parametrize("number", [catalog.REDIRECT_OUT, catalog.SUBREQUEST_OUT])
+def test_a_redirect_or_subrequest_off_the_allow_list_is_blocked_in_the_browser(
+        number: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    result = run(signed_in, site, number, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.FAILED, "BLOCKED_URL", False)
+    assert site.canary_host in result.message
+    assert site.canary_hits == 0
+    assert result.evidence
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)",
+                                 "http://127.0.0.2:9/x", "data:text/html,hi"])
+def test_a_po_url_off_the_allow_list_is_refused_before_the_browser_opens_it(
+        url: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    task = Task(key="k", po_number="PO1", supplier="S", url=url, amount=Decimal(1))
+    result = process_po(signed_in, task, job)
+    assert (result.status, result.reason) == (POStatus.FAILED, "BLOCKED_URL")
+    assert "refused URL" in result.message
+    assert signed_in.pages == [] and site.canary_hits == 0
+
+
+def test_an_outage_is_retryable_with_an_http_reason(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    site.down = True
+    result = run(signed_in, site, catalog.ONE_PDF, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.FAILED, "HTTP_503", True)
+
+
+def test_an_unreachable_site_is_a_retryable_network_error(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    task = Task(key="k", po_number="PO100002", supplier="S", amount=Decimal(1),
+                url="http://127.0.0.1:9/order_headers/100002")  # nothing listens on port 9
+    result = process_po(signed_in, task, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.FAILED, "NETWORK_ERROR", True)
+
+
+def test_a_second_run_over_the_same_output_neither_duplicates_nor_corrupts(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    first = run(signed_in, site, catalog.SEVERAL, job)
+    folder = Path(job.output_root) / first.folder
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (folder / "stray.tmp").write_bytes(b"left by someone")  # replaced with the folder
+    second = run(signed_in, site, catalog.SEVERAL, job, attempt=2)
+    assert second.folder == first.folder
+    assert_matches_ground_truth(second, job)
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert set(after) == set(before)
+    for name, body in after.items():
+        if name != MANIFEST_NAME and not name.endswith("PO page.pdf"):
+            assert body == before[name]
+    suppliers = list((Path(job.output_root) / "batch 1").iterdir())
+    assert len(suppliers) == 1 and len(list(suppliers[0].iterdir())) == 1
