@@ -48,21 +48,26 @@ class System:
     name: str
     module: str
     concurrency: int
+    extra_args: tuple[str, ...] = ()
 
 
 def system_parse(name: str) -> System:
-    """`sequential`, `crawlee` (4 pages), `crawleeN`, `poolN` -> System."""
+    """`sequential`, `crawlee` (4 pages), `crawleeN`, `crawlee[N]-pd`, `poolN` -> System.
+
+    `-pd`: Crawlee starts a PO's downloads all at once, as poolsite does, instead of
+    one after another as the sequential script does.
+    """
     if name == "sequential":
         return System(name, "bench.alternatives.sequential", 1)
-    match = re.fullmatch(r"(crawlee|pool)(\d*)", name)
+    match = re.fullmatch(r"(crawlee|pool)(\d*)(-pd)?", name)
     if match is None:
         raise argparse.ArgumentTypeError(f"unknown system {name!r}")
-    kind, digits = match.groups()
-    if kind == "pool" and not digits:
+    kind, digits, parallel = match.groups()
+    if kind == "pool" and (not digits or parallel):
         raise argparse.ArgumentTypeError("say how many workers: pool1, pool4, pool8")
     concurrency = int(digits) if digits else CRAWLEE_DEFAULT_CONCURRENCY
     module = "bench.alternatives." + ("crawlee_crawler" if kind == "crawlee" else "workerpool")
-    return System(name, module, concurrency)
+    return System(name, module, concurrency, ("--parallel-downloads",) if parallel else ())
 
 
 def system_missing(system: System) -> str:
@@ -94,6 +99,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds per run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON and PNG go")
     parser.add_argument("--keep", action="store_true", help="keep each run's files and log")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="measure nothing: redo the table and chart from a compare.json")
     args = parser.parse_args(argv)
     args.systems = [system_parse(n.strip()) for n in args.systems.split(",") if n.strip()]
     if args.kill_after is None:
@@ -111,7 +118,7 @@ def run_one(system: System, *, site: DemoSite, batch: list[dict[str, Any]], work
     cmd = [sys.executable, "-m", system.module, "--batch", str(run_dir / "batch.json"),
            "--out", str(run_dir / "out"), "--report", str(run_dir / "report.json"),
            "--storage-state", str(run_dir / "state.json"), "--browser", args.browser,
-           "--concurrency", str(system.concurrency)]
+           "--concurrency", str(system.concurrency), *system.extra_args]
     pages_before, files_before = site.hits("/order_headers/"), site.hits("/attachments/")
 
     def kill_now() -> bool:
@@ -196,12 +203,32 @@ def baselines_for(system: System, systems: list[System]) -> dict[str, str]:
     bases = {"seq": "sequential"}
     for other in systems:
         if other.module.endswith("crawlee_crawler") and other.concurrency == system.concurrency:
-            bases["crawlee"] = other.name
+            bases["crawlee_pd" if other.extra_args else "crawlee"] = other.name
     return bases
+
+
+def results_write(args: argparse.Namespace, conditions: dict[str, Any],
+                  timed: list[dict[str, Any]], kills: dict[str, dict[str, Any]]) -> None:
+    """Print the table; write compare.json and compare.png."""
+    systems = [system_parse(name) for name in conditions["systems"]]
+    summaries = [report.system_summary(s.name, timed, kills.get(s.name),
+                                       baselines_for(s, systems)) for s in systems]
+    print()
+    print(report.table_format(summaries, conditions))
+    report.json_write(args.out / "compare.json", {"conditions": conditions,
+                                                   "summary": summaries, "runs": timed,
+                                                   "kill_tests": list(kills.values())})
+    report.chart_write(args.out / "compare.png", summaries, conditions)
+    print(f"\nwrote {args.out / 'compare.json'} and {args.out / 'compare.png'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        kills = {run["system"]: run for run in saved["kill_tests"]}
+        results_write(args, saved["conditions"], saved["runs"], kills)
+        return 0
     args.browser = find_browser(os.environ.get("POOL_BROWSER_PATH") or None)
     systems = []
     for system in args.systems:
@@ -233,15 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg()[0], "browser": args.browser,
         "skipped": [s.name for s in args.systems if s not in systems],
     }
-    summaries = [report.system_summary(s.name, timed, kills.get(s.name),
-                                       baselines_for(s, systems)) for s in systems]
-    print()
-    print(report.table_format(summaries, conditions))
-    report.json_write(args.out / "compare.json", {"conditions": conditions,
-                                                   "summary": summaries, "runs": timed,
-                                                   "kill_tests": list(kills.values())})
-    report.chart_write(args.out / "compare.png", summaries, conditions)
-    print(f"\nwrote {args.out / 'compare.json'} and {args.out / 'compare.png'}")
+    results_write(args, conditions, timed, kills)
     return 0
 
 

@@ -25,6 +25,7 @@ from crawlee.crawlers import (
     PlaywrightPreNavCrawlingContext,
 )
 from crawlee.storage_clients import MemoryStorageClient
+from playwright.async_api import Download, Page
 
 from bench.alternatives.po_files import (
     ATTACHMENT_SELECTOR,
@@ -59,6 +60,46 @@ def crawler_build(browser: str, concurrency: int) -> PlaywrightCrawler:
     )
 
 
+async def downloads_one_by_one(page: Page, folder: Path) -> list[dict[str, Any]]:
+    """Click each attachment link and wait for its download, as the sequential script does."""
+    files = []
+    links = page.locator(ATTACHMENT_SELECTOR)
+    for index in range(await links.count()):
+        async with page.expect_download(timeout=STEP_TIMEOUT_MS) as info:
+            await links.nth(index).click(timeout=STEP_TIMEOUT_MS)
+        download = await info.value
+        target = folder / safe_name(download.suggested_filename)
+        await download.save_as(target)
+        files.append(file_check(target))
+    return files
+
+
+async def downloads_parallel(page: Page, folder: Path) -> list[dict[str, Any]]:
+    """Start every attachment's download at once (as poolsite does), then save them all."""
+    arrived: list[Download] = []
+
+    def on_download(download: Download) -> None:
+        arrived.append(download)
+
+    page.on("download", on_download)
+    links = page.locator(ATTACHMENT_SELECTOR)
+    # With a download attribute a click starts a download without navigating, so the
+    # next click does not cancel the previous one while its response is still pending.
+    count = await links.evaluate_all("els => els.map(a => a.setAttribute('download', '')).length")
+    for index in range(count):
+        await links.nth(index).click(timeout=STEP_TIMEOUT_MS)
+    async with asyncio.timeout(STEP_TIMEOUT_MS / 1000):
+        while len(arrived) < count:
+            await asyncio.sleep(0.05)
+
+    async def save(download: Download) -> dict[str, Any]:
+        target = folder / safe_name(download.suggested_filename)
+        await download.save_as(target)
+        return file_check(target)
+
+    return list(await asyncio.gather(*(save(d) for d in arrived)))
+
+
 async def crawl(args: Any, started: float) -> None:
     batch = batch_load(args.batch)
     cookies = json.loads(Path(args.storage_state).read_text())["cookies"]
@@ -78,17 +119,14 @@ async def crawl(args: Any, started: float) -> None:
         begun = time.monotonic()
         if context.response.status >= 400:
             raise RuntimeError(f"HTTP {context.response.status}")
-        page = context.page
         folder = po_folder(out_root, po_number)
-        links = page.locator(ATTACHMENT_SELECTOR)
-        for index in range(await links.count()):
-            async with page.expect_download(timeout=STEP_TIMEOUT_MS) as info:
-                await links.nth(index).click(timeout=STEP_TIMEOUT_MS)
-            download = await info.value
-            target = folder / safe_name(download.suggested_filename)
-            await download.save_as(target)
-            report.files.append(file_check(target))
-        await page.pdf(path=folder / PAGE_PDF)
+        if args.parallel_downloads:  # and print the page meanwhile, as poolsite does
+            files, _ = await asyncio.gather(downloads_parallel(context.page, folder),
+                                            context.page.pdf(path=folder / PAGE_PDF))
+        else:
+            files = await downloads_one_by_one(context.page, folder)
+            await context.page.pdf(path=folder / PAGE_PDF)
+        report.files.extend(files)
         report.status = "ok"
         report.seconds = time.monotonic() - begun
         reports[po_number] = report

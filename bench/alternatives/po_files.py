@@ -39,6 +39,8 @@ def runner_arguments(description: str) -> argparse.Namespace:
                         help="Playwright storage state holding the demo session cookie")
     parser.add_argument("--browser", required=True, help="Chromium executable")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--parallel-downloads", action="store_true",
+                        help="start all of a PO's downloads at once (crawlee runner only)")
     return parser.parse_args()
 
 

@@ -66,30 +66,42 @@ def kill_text(kill: dict[str, Any] | None) -> str:
             f"exit {kill['exit_code']}")
 
 
-def fmt(value: float | None, spec: str) -> str:
+def fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# (heading, width, summary key, format); ratio columns appear only when measured.
+COLUMNS = (
+    ("system", 13, "system", "s"),
+    ("conc", 5, "concurrency", "d"),
+    ("wall s", 8, "wall_s", ".1f"),
+    ("POs/min", 9, "pos_per_min", ".1f"),
+    ("x seq", 7, "throughput_vs_seq", ".2f"),
+    ("x crawlee", 10, "throughput_vs_crawlee", ".2f"),
+    ("x crawlee-pd", 13, "throughput_vs_crawlee_pd", ".2f"),
+    ("peak MB/unit", 13, "pss_peak_per_unit_mb", ".0f"),
+    ("med MB/unit", 12, "pss_median_per_unit_mb", ".0f"),
+    ("mem x crawlee", 14, "memory_vs_crawlee", ".2f"),
+    ("mem x crawlee-pd", 17, "memory_vs_crawlee_pd", ".2f"),
+)
+
+
 def table_format(summaries: list[dict[str, Any]], conditions: dict[str, Any]) -> str:
-    """The printed table: one line per system, then the kill tests."""
-    head = (f"{'system':<11}{'conc':>5}{'wall s':>8}{'POs/min':>9}{'x seq':>7}"
-            f"{'x crawlee':>10}{'peak PSS/unit':>15}{'med PSS/unit':>14}{'mem x crawlee':>15}"
-            f"{'files ok':>12}")
+    """The printed table: one line per system (medians, per-round ratios), then kill tests."""
+    columns = [c for c in COLUMNS if any(s.get(c[2]) is not None for s in summaries)]
+    head = "".join(f"{c[0]:<{c[1]}}" if i == 0 else f"{c[0]:>{c[1]}}"
+                   for i, c in enumerate(columns)) + f"{'files ok':>12}"
     lines = [conditions_line(conditions), head, "-" * len(head)]
     for s in summaries:
-        lines.append(
-            f"{s['system']:<11}{s['concurrency']:>5}{fmt(s['wall_s'], '.1f'):>8}"
-            f"{fmt(s['pos_per_min'], '.1f'):>9}{fmt(s.get('throughput_vs_seq'), '.2f'):>7}"
-            f"{fmt(s.get('throughput_vs_crawlee'), '.2f'):>10}"
-            f"{fmt(s['pss_peak_per_unit_mb'], '.0f') + ' MB':>15}"
-            f"{fmt(s['pss_median_per_unit_mb'], '.0f') + ' MB':>14}"
-            f"{fmt(s.get('memory_vs_crawlee'), '.2f'):>15}"
-            f"{str(s['files_ok']) + '/' + str(s['files_expected']):>12}")
+        cells = [f"{s['system']:<{columns[0][1]}}"]
+        cells += [f"{fmt(s.get(key), spec):>{width}}" for _, width, key, spec in columns[1:]]
+        cells.append(f"{str(s['files_ok']) + '/' + str(s['files_expected']):>12}")
+        lines.append("".join(cells))
     lines.append("")
     lines.append("kill test (SIGKILL one browser after "
                  f"{conditions['kill_after']} PO pages were served; one run each):")
     for s in summaries:
-        lines.append(f"  {s['system']:<11}{kill_text(s['kill'])}")
+        lines.append(f"  {s['system']:<13}{kill_text(s['kill'])}")
     return "\n".join(lines)
 
 
