@@ -106,8 +106,10 @@ class Upload:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
 
-    def preview(self, n: int = 10) -> list[ParsedRow]:
-        return self.rows[:n]
+    def preview(self, n: int = 10) -> list[tuple[ParsedRow, list[str]]]:
+        """Return the first rows, each with its extra values in column order."""
+        return [(row, [row.extra.get(c, "") for c in self.extra_columns])
+                for row in self.rows[:n]]
 
     def total_amount(self) -> Decimal:
         return sum((row.amount for row in self.rows), Decimal(0))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 OPERATORS = "operators"
 VIEWERS = "viewers"
@@ -28,7 +29,7 @@ VIEWER_CODENAMES = (
 )
 OPERATOR_CODENAMES = (*VIEWER_CODENAMES, "add_batch", "control_pool", "change_purchaseorder")
 
-View = Callable[..., HttpResponse]
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
 def can_view(user: Any) -> bool:
@@ -44,12 +45,12 @@ def _requiring(check: Callable[[Any], bool]) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @login_required
         @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not check(request.user):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
-        return wrapper
+        return cast(View, wrapper)
 
     return decorator
 

@@ -1,11 +1,287 @@
+"""Pages for batches: list, upload with preview, detail, exports, documents, evidence.
+
+Every view is wrapped by `viewer_required` (see, download) or `operator_required`
+(upload, control); templates show controls only when `can_operate` is true.
+"""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import os
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from poolsite.batches import batch_export
+from poolsite.batches.batch_import import Upload, batch_create, parse_upload
+from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm
+from poolsite.batches.models import (
+    PENDING_STATUSES,
+    RETRYABLE_STATUSES,
+    SUCCESS_STATUSES,
+    Attempt,
+    Batch,
+    ControlAction,
+    Document,
+    PurchaseOrder,
+    Status,
+)
+from poolsite.batches.roles import can_operate, operator_required, viewer_required
+
+PAGE_SIZE = 100
 
 
-@login_required
+@viewer_required
 def index(request: HttpRequest) -> HttpResponse:
     """Show the dashboard placeholder until the dashboard lands."""
     return render(request, "index.html")
+
+
+def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    return {"can_operate": can_operate(request.user), **extra}
+
+
+# -- list and upload -------------------------------------------------------------------
+
+@viewer_required
+def batch_list(request: HttpRequest) -> HttpResponse:
+    batches = Batch.objects.select_related("uploaded_by").annotate(
+        total=Count("pos"),
+        pending=Count("pos", filter=Q(pos__status__in=PENDING_STATUSES)),
+        succeeded=Count("pos", filter=Q(pos__status__in=SUCCESS_STATUSES)),
+        failed=Count("pos", filter=Q(pos__status__in=RETRYABLE_STATUSES)),
+    )
+    page = Paginator(batches, 50).get_page(request.GET.get("page"))
+    return render(request, "batches/list.html", _context(request, page=page))
+
+
+@operator_required
+def batch_upload(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method != "POST" or not form.is_valid():
+        return render(request, "batches/upload.html", _context(request, form=form),
+                      status=400 if request.method == "POST" else 200)
+    file = form.cleaned_data["file"]
+    data = file.read()
+    upload = parse_upload(data, filename=file.name, preset=form.cleaned_data["preset"],
+                          sheet=form.cleaned_data["sheet"])
+    if not upload.ok:
+        return _refused(request, form, upload)
+    _stage(upload.sha256, data)
+    confirm = ConfirmForm(initial={"token": upload.sha256, "filename": file.name,
+                                   **{k: form.cleaned_data[k]
+                                      for k in ("name", "preset", "sheet", "notes")}})
+    return render(request, "batches/preview.html",
+                  _context(request, upload=upload, confirm=confirm,
+                           name=form.cleaned_data["name"] or Path(file.name).stem))
+
+
+@operator_required
+@require_POST
+def batch_confirm(request: HttpRequest) -> HttpResponse:
+    form = ConfirmForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The preview expired or was tampered with: upload again.")
+        return redirect("batch_upload")
+    fields = form.cleaned_data
+    data = _staged(fields["token"])
+    if data is None:
+        messages.error(request, "The uploaded file is gone: upload it again.")
+        return redirect("batch_upload")
+    upload = parse_upload(data, filename=fields["filename"], preset=fields["preset"],
+                          sheet=fields["sheet"])
+    if not upload.ok:
+        return _refused(request, UploadForm(initial=fields), upload)
+    batch = batch_create(upload, name=fields["name"], uploaded_by=request.user,
+                         notes=fields["notes"])
+    ControlAction.record(request.user, ControlAction.Action.UPLOAD, batch=batch,
+                         arguments={"file": upload.filename, "sha256": upload.sha256,
+                                    "rows": len(upload.rows), "preset": upload.preset.name},
+                         outcome=ControlAction.Outcome.DONE,
+                         outcome_message=f"{len(upload.rows)} POs imported")
+    messages.success(request, f"Batch {batch.name!r} created with {batch.po_count} POs.")
+    return redirect(batch)
+
+
+def _refused(request: HttpRequest, form: UploadForm, upload: Upload) -> HttpResponse:
+    return render(request, "batches/upload.html",
+                  _context(request, form=form, upload=upload), status=400)
+
+
+def _stage_dir() -> Path:
+    folder = Path(settings.DATA_DIR) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def _stage(sha256: str, data: bytes) -> None:
+    """Keep a previewed file until it is confirmed (and after: it is the batch's source)."""
+    path = _stage_dir() / sha256
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def _staged(sha256: str) -> bytes | None:
+    path = _stage_dir() / sha256
+    return path.read_bytes() if path.is_file() else None
+
+
+# -- detail ----------------------------------------------------------------------------
+
+@viewer_required
+def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(Batch.objects.select_related("uploaded_by"), pk=batch_id)
+    filters = POFilterForm(request.GET or None)
+    pos = _filtered(batch.pos.all(), filters)
+    page = Paginator(pos, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    counts = batch.status_counts()
+    return render(request, "batches/detail.html", _context(
+        request, batch=batch, filters=filters, page=page, query=query.urlencode(),
+        counts=[(Status(s).label, s, n) for s, n in counts.items() if n],
+        summary=batch.summary(), runs=batch.runs.select_related("started_by")[:20],
+        actions=batch.control_actions.all()[:20],
+    ))
+
+
+def _filtered(pos: QuerySet[PurchaseOrder], filters: POFilterForm) -> QuerySet[PurchaseOrder]:
+    if not filters.is_valid():
+        return pos
+    data = filters.cleaned_data
+    if data["status"]:
+        pos = pos.filter(status=data["status"])
+    if data["supplier"]:
+        pos = pos.filter(supplier__icontains=data["supplier"])
+    if data["q"]:
+        pos = pos.filter(po_number__icontains=data["q"])
+    return pos
+
+
+@viewer_required
+def po_detail(request: HttpRequest, po_id: int) -> HttpResponse:
+    po = get_object_or_404(PurchaseOrder.objects.select_related("batch"), pk=po_id)
+    return render(request, "batches/po_detail.html", _context(
+        request, po=po, batch=po.batch,
+        attempts=po.attempt_set.select_related("run").order_by("attempt_number", "id"),
+        documents=po.documents.all(), actions=po.control_actions.all()[:20],
+    ))
+
+
+# -- downloads -------------------------------------------------------------------------
+
+@viewer_required
+def batch_export_view(request: HttpRequest, batch_id: int,
+                      fmt: str) -> HttpResponse | StreamingHttpResponse:
+    if fmt not in ("csv", "xlsx"):
+        raise Http404("results come as .csv or .xlsx")
+    batch = get_object_or_404(Batch, pk=batch_id)
+    pos = batch.pos.all()
+    stem = f"batch-{batch.pk}-results"
+    if fmt == "csv":
+        response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
+            batch_export.csv_stream(pos, batch.extra_columns),
+            content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(
+            batch_export.xlsx_bytes(pos, batch.extra_columns, title=f"batch {batch.pk}"),
+            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
+    return response
+
+
+@viewer_required
+def batch_documents_zip(request: HttpRequest, batch_id: int) -> StreamingHttpResponse:
+    batch = get_object_or_404(Batch, pk=batch_id)
+    documents = Document.objects.filter(po__batch=batch).order_by("po_id", "id").iterator(500)
+    response = StreamingHttpResponse(batch_export.zip_stream(documents),
+                                     content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}-documents.zip"'
+    return response
+
+
+def _file_response(relative: str, **kwargs: Any) -> FileResponse:
+    path = batch_export.output_path(relative)
+    if path is None or not path.is_file():
+        raise Http404("file not found")
+    return FileResponse(path.open("rb"), **kwargs)
+
+
+@viewer_required
+def document_download(request: HttpRequest, document_id: int) -> FileResponse:
+    document = get_object_or_404(Document, pk=document_id)
+    return _file_response(document.path, as_attachment=True, filename=document.name,
+                          content_type=document.content_type or "application/octet-stream")
+
+
+@viewer_required
+def attempt_screenshot(request: HttpRequest, attempt_id: int) -> FileResponse:
+    attempt = get_object_or_404(Attempt, pk=attempt_id)
+    return _file_response(attempt.screenshot, content_type="image/png")
+
+
+@viewer_required
+def attempt_html(request: HttpRequest, attempt_id: int) -> FileResponse:
+    """Serve a failure's HTML as plain text: it came from a foreign site, never render it."""
+    attempt = get_object_or_404(Attempt, pk=attempt_id)
+    return _file_response(attempt.html_evidence, as_attachment=True,
+                          filename=f"attempt-{attempt.pk}.html.txt",
+                          content_type="text/plain; charset=utf-8")
+
+
+# -- controls --------------------------------------------------------------------------
+
+@operator_required
+@require_POST
+def batch_retry_failed(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(Batch, pk=batch_id)
+    count = batch.pos.requeue()
+    ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED, batch=batch,
+                         outcome=ControlAction.Outcome.DONE,
+                         outcome_message=f"{count} POs back in the queue")
+    messages.success(request, f"{count} POs are back in the queue.")
+    return redirect(batch)
+
+
+@operator_required
+@require_POST
+def po_retry(request: HttpRequest, po_id: int) -> HttpResponse:
+    po = get_object_or_404(PurchaseOrder, pk=po_id)
+    count = PurchaseOrder.objects.filter(pk=po.pk).requeue()
+    outcome = ControlAction.Outcome.DONE if count else ControlAction.Outcome.REFUSED
+    text = "back in the queue" if count else f"not retried: status is {po.status}"
+    ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED, batch=po.batch,
+                         po=po, outcome=outcome, outcome_message=text)
+    (messages.success if count else messages.warning)(request, f"{po.po_number}: {text}")
+    return redirect(po)
+
+
+@operator_required
+@require_POST
+def po_cancel(request: HttpRequest, po_id: int) -> HttpResponse:
+    po = get_object_or_404(PurchaseOrder, pk=po_id)
+    if PurchaseOrder.objects.filter(pk=po.pk).cancel_queued():
+        outcome, text = ControlAction.Outcome.DONE, "cancelled"
+    elif po.status == Status.RUNNING:
+        # A worker has it: the supervisor settles this action when it stops the PO.
+        outcome, text = ControlAction.Outcome.PENDING, "the pool will stop it"
+    else:
+        outcome, text = ControlAction.Outcome.REFUSED, f"not cancelled: status is {po.status}"
+    ControlAction.record(request.user, ControlAction.Action.CANCEL_PO, batch=po.batch, po=po,
+                         outcome=outcome, outcome_message="" if outcome == "pending" else text)
+    messages.info(request, f"{po.po_number}: {text}")
+    return redirect(po)
