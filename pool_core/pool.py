@@ -207,6 +207,7 @@ class WorkerPool:
             supervisor.start()
             self._wait_for_workers(supervisor)
             self._set_state(PoolStatus.RUNNING)
+            self._book.dispatch_open_at = time.monotonic()
         supervisor.wake()
         return True
 
@@ -356,6 +357,7 @@ class WorkerPool:
                 supervisor.pause_reason = ""
                 supervisor.site_failures = 0
             self._set_state(PoolStatus.RUNNING, "resumed")
+            self._book.dispatch_open_at = time.monotonic()
         if supervisor is not None:
             supervisor.wake()
         return True

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 
 import psutil
@@ -89,10 +90,35 @@ def kill_tree(pid: int | None, root: str | None, timeout: float = 3.0) -> int:
             proc.kill()
         except psutil.Error:
             continue
-    _gone, alive = psutil.wait_procs(list(procs), timeout=timeout)
-    for proc in alive:
+    for proc in wait_gone(procs, timeout):
         log.warning("process %s survived SIGKILL for %.1fs", proc.pid, timeout)
     return len(procs)
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """Whether a process has exited; a zombie counts as gone."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited; return those still alive after `timeout`.
+
+    Orphaned browser processes are reparented to PID 1, which may reap them late; a
+    zombie holds no memory and no files, so it does not hold us up
+    (psutil.wait_procs would wait for the reaping).
+    """
+    pending = list(procs)
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        pending = [p for p in pending if not is_gone(p)]
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def tree_pss_mb(pid: int) -> float:

@@ -49,6 +49,7 @@ class RunBook:
         self.started_wall = time.time()
         self.started = time.monotonic()
         self.ended: float | None = None
+        self.dispatch_open_at = 0.0  # when the pool last became RUNNING
         self.task_seconds: list[float] = []  # kept sorted
         self.distribution_s: list[float] = []  # kept sorted
         self.startup_s: list[float] = []  # kept sorted

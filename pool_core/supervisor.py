@@ -514,7 +514,8 @@ class Supervisor(threading.Thread):
         handle.state = "busy"
         handle.phase = "assigned"
         handle.task_sent = now
-        handle.available_at = max(handle.idle_since, track.ready_at)
+        handle.available_at = max(handle.idle_since, track.ready_at,
+                                  self.book.dispatch_open_at)
         handle.send(task)
         self.bus.emit(POStarted(handle.slot, task.key, task.po_number, task.attempt))
 
