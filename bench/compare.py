@@ -137,6 +137,7 @@ def run_one(system: System, *, site: DemoSite, batch: list[dict[str, Any]], work
         "files_expected": verified.files_expected, "files_ok": verified.files_ok,
         "page_pdfs": verified.page_pdfs,
         "reported_failed": sum(1 for p in runner.get("pos", []) if p["status"] != "ok"),
+        "pos_retried": retried_count(runner),
         "pss_peak_mb": child.pss_peak / MB, "pss_median_mb": child.pss_median / MB,
         "pss_peak_per_unit_mb": child.pss_peak / MB / system.concurrency,
         "pss_median_per_unit_mb": child.pss_median / MB / system.concurrency,
@@ -153,6 +154,13 @@ def run_one(system: System, *, site: DemoSite, batch: list[dict[str, Any]], work
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     return record
+
+
+def retried_count(runner: dict[str, Any]) -> int:
+    """POs the runner tried more than once (pool: attempts; Crawlee: retry histogram)."""
+    if "attempts" in runner:
+        return len(runner["attempts"])
+    return sum(runner.get("retries", [])[1:])
 
 
 def report_read(path: Path) -> dict[str, Any]:

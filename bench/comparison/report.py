@@ -62,8 +62,8 @@ def kill_text(kill: dict[str, Any] | None) -> str:
     lost = kill["pos_total"] - kill["pos_ok"] - kill["reported_failed"]
     relaunch = "a new browser started" if kill["browser_relaunched"] else "no new browser"
     return (f"{kill['pos_ok']}/{kill['pos_total']} POs verified, {kill['reported_failed']} "
-            f"reported failed, {max(lost, 0)} lost; {relaunch}; {kill['wall_s']:.0f} s; "
-            f"exit {kill['exit_code']}")
+            f"reported failed, {max(lost, 0)} lost, {kill.get('pos_retried', 0)} retried; "
+            f"{relaunch}; {kill['wall_s']:.0f} s; exit {kill['exit_code']}")
 
 
 def fmt(value: Any, spec: str) -> str:
