@@ -184,7 +184,8 @@ def progress_line(record: dict[str, Any]) -> str:
             f"{record['pos_per_min']:6.1f} POs/min  peak PSS {record['pss_peak_mb']:5.0f} MB  "
             f"{record['pos_ok']}/{record['pos_total']} POs, "
             f"{record['files_ok']}/{record['files_expected']} files verified"
-            + (f"  exit {record['exit_code']}" if record["exit_code"] else ""))
+            + (f"  exit {record['exit_code']}" if record["exit_code"] else "")
+            + (f"  {record['strays_killed']} left behind" if record["strays_killed"] else ""))
 
 
 def rounds_run(systems: list[System], site: DemoSite, batch: list[dict[str, Any]],

@@ -63,7 +63,8 @@ def kill_text(kill: dict[str, Any] | None) -> str:
     relaunch = "a new browser started" if kill["browser_relaunched"] else "no new browser"
     return (f"{kill['pos_ok']}/{kill['pos_total']} POs verified, {kill['reported_failed']} "
             f"reported failed, {max(lost, 0)} lost, {kill.get('pos_retried', 0)} retried; "
-            f"{relaunch}; {kill['wall_s']:.0f} s; exit {kill['exit_code']}")
+            f"{relaunch}; {kill['wall_s']:.0f} s; exit {kill['exit_code']}"
+            + (f"; {kill['strays_killed']} processes left behind" if kill["strays_killed"] else ""))
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -116,6 +117,12 @@ def json_write(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
 
 
+def family_colour(name: str) -> str:
+    if name.startswith("pool"):
+        return "#4c78a8"
+    return "#f58518" if name.startswith("crawlee") else "#9d9d9d"
+
+
 def chart_write(path: Path, summaries: list[dict[str, Any]], conditions: dict[str, Any]) -> None:
     """Two panels: throughput (median, min-max whiskers) and PSS per concurrency unit."""
     import matplotlib
@@ -124,23 +131,27 @@ def chart_write(path: Path, summaries: list[dict[str, Any]], conditions: dict[st
     import matplotlib.pyplot as plt
 
     names = [s["system"] for s in summaries]
+    colours = [family_colour(n) for n in names]
     xs = list(range(len(names)))
     ppm = [s["pos_per_min"] or 0.0 for s in summaries]
     low = [p - s["pos_per_min_range"][0] for p, s in zip(ppm, summaries, strict=True)]
     high = [s["pos_per_min_range"][1] - p for p, s in zip(ppm, summaries, strict=True)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.bar(xs, ppm, yerr=[low, high], capsize=4, color="#4c78a8")
-    left.set_title("Throughput (POs per minute, higher is better)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    bars = left.bar(xs, ppm, yerr=[low, high], capsize=4, color=colours)
+    left.bar_label(bars, fmt="%.0f", padding=2, fontsize=8)
+    left.set_title("Throughput, POs per minute (median; whiskers: min-max)", fontsize=10)
     peak = [s["pss_peak_per_unit_mb"] or 0.0 for s in summaries]
     med = [s["pss_median_per_unit_mb"] or 0.0 for s in summaries]
-    right.bar([x - 0.2 for x in xs], peak, width=0.4, label="peak", color="#e45756")
-    right.bar([x + 0.2 for x in xs], med, width=0.4, label="median", color="#f58518")
-    right.set_title("PSS of the process tree per concurrency unit (MB)")
-    right.legend()
+    bars = right.bar([x - 0.2 for x in xs], peak, width=0.4, label="peak", color=colours)
+    right.bar_label(bars, fmt="%.0f", padding=2, fontsize=8)
+    right.bar([x + 0.2 for x in xs], med, width=0.4, label="median", color=colours,
+              alpha=0.45)
+    right.set_title("PSS of the whole process tree per concurrency unit, MB\n"
+                    "(solid: peak, light: median)", fontsize=10)
     for axis in (left, right):
-        axis.set_xticks(xs, names)
+        axis.set_xticks(xs, names, fontsize=8)
         axis.grid(axis="y", alpha=0.3)
-    fig.suptitle(conditions_line(conditions), fontsize=8)
+    fig.suptitle(conditions_line(conditions), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
