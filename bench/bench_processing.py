@@ -36,7 +36,8 @@ from poolsite.demo_erp import catalog  # noqa: E402
 from poolsite.demo_erp.server import DemoSite  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-STEPS = ("navigate", "classify", "attachments", "requisition", "downloads", "pdf", "save")
+STEPS = ("setup", "navigate", "classify", "attachments", "requisition", "downloads", "pdf",
+         "save", "close")
 WARM_UP = catalog.NO_ATTACHMENTS
 
 

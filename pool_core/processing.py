@@ -16,6 +16,7 @@ Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_di
 from __future__ import annotations
 
 import email.utils
+import fnmatch
 import hashlib
 import logging
 import mimetypes
@@ -60,7 +61,8 @@ log = logging.getLogger(__name__)
 EVIDENCE_HTML_MAX_BYTES = 512 * 1024
 DEFAULT_RETRY_AFTER_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
-TRANSIENT_DOWNLOAD_FAILURES = ("DOWNLOAD_TIMEOUT", "DOWNLOAD_FAILED")
+# HTML_PAGE too: a session that expired mid-PO serves its sign-in page instead.
+TRANSIENT_DOWNLOAD_FAILURES = ("DOWNLOAD_TIMEOUT", "DOWNLOAD_FAILED", "HTML_PAGE")
 PUBLISHED = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS)
 
 
@@ -123,10 +125,11 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
     except (UnsafeURLError, ValueError) as exc:  # refused scheme/host, or no URL at all
         return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
     try:
-        attempt.guard.install(context)
-        page = context.new_page()
-        attempt.guard.watch(page)
-        page.set_default_timeout(attempt.nav_ms)
+        with attempt.step("setup"):
+            attempt.guard.install(context)
+            page = context.new_page()
+            attempt.guard.watch(page)
+            page.set_default_timeout(attempt.nav_ms)
         outcome = _harvest(attempt, page, url)
     except _Stop as stop:
         outcome = stop.outcome
@@ -144,7 +147,8 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
             with attempt.step("evidence"):
                 evidence = _keep_evidence(page, attempt, outcome)
     finally:
-        _close(attempt, page)
+        with attempt.step("close"):
+            _close(attempt, page)
     return _result(attempt, outcome, evidence)
 
 
@@ -174,6 +178,7 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
                          lambda suggested: dedupe(safe_filename(suggested), taken))
     _stop_if_blocked(attempt)
+    _stop_if_signed_out(attempt, batch.transfers)
     with attempt.step("save"):
         return _save(attempt, batch.transfers, pdf, pdf_name, url)
 
@@ -337,6 +342,16 @@ def _stop_if_blocked(attempt: _Attempt) -> None:
         url, why = attempt.guard.blocked[0]
         raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
                             f"the page tried to reach {url[:200]} ({why}); blocked"))
+
+
+def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
+    """A download redirected to the sign-in page: the session expired during the PO."""
+    for transfer in transfers:
+        url = transfer.download.url if transfer.download is not None else ""
+        if url and any(fnmatch.fnmatchcase(url, p) for p in attempt.site.login_url_patterns):
+            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                                f"an attachment led to the sign-in page ({url[:200]}): "
+                                "the session expired during the PO"))
 
 
 def _retry_after(response: Response | None) -> float:

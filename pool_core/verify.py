@@ -76,7 +76,9 @@ def verify_file(path: Path, name: str = "", content_type: str = "") -> Verdict:
 def sniff_problem(head: bytes, name: str, content_type: str = "") -> tuple[str, str] | None:
     """Return (reason, detail) when the first bytes betray a wrong or HTML file, else None."""
     extension = name.rpartition(".")[2].lower() if "." in name else ""
-    if looks_like_html(head) and extension not in ("html", "htm"):
+    # Even as "x.html": a sign-in page downloaded after the session expired is named
+    # "new.html" by the browser, and must not count as a document.
+    if looks_like_html(head):
         return "HTML_PAGE", f"{name}: the server sent an HTML page, not the document"
     expected = MAGIC_BY_EXTENSION.get(extension)
     if expected is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -186,6 +187,18 @@ def test_a_browser_without_a_session_gets_login_required_with_evidence(
     assert Path(shot).read_bytes().startswith(b"\x89PNG")
     assert "user_email" in Path(html).read_text()
     assert site.hits("/attachments/") == 0
+
+
+def test_a_session_expiring_during_the_downloads_gives_login_required_not_html_files(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    def expire_at_downloads(phase: str) -> None:
+        if phase == "downloads":
+            site.expire_sessions()
+
+    job = dataclasses.replace(job, report_phase=expire_at_downloads)
+    result = run(signed_in, site, catalog.SEVERAL, job)
+    assert (result.status, result.reason) == (POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED")
+    assert not any(p.is_file() for p in Path(job.output_root).rglob("*"))
 
 
 @pytest.mark.parametrize("number", [catalog.REDIRECT_OUT, catalog.SUBREQUEST_OUT])

@@ -22,6 +22,7 @@ BAD = [
     ("login.pdf", b"<!DOCTYPE html><html><body>Sign in</body></html>", "HTML_PAGE"),
     ("error.xlsx", b"\n  <html><head><title>Error</title>", "HTML_PAGE"),
     ("viewer.txt", b"\xef\xbb\xbf<html><body>viewer</body></html>", "HTML_PAGE"),
+    ("new.html", b"<!doctype html><html><form id='new_user'>", "HTML_PAGE"),
     ("fake.pdf", b"PK\x03\x04not a pdf", "TYPE_MISMATCH"),
     ("fake.xlsx", b"%PDF-1.4 not a workbook", "TYPE_MISMATCH"),
     ("fake.msg", b"just text", "TYPE_MISMATCH"),
