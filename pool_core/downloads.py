@@ -59,13 +59,18 @@ class Batch:
     transfers: list[Transfer]
     started: float = field(default_factory=time.monotonic)
     arrived: list[Download] = field(default_factory=list)
+    arrival_times: dict[int, float] = field(default_factory=dict)  # id(download) -> t
+
+    def arrive(self, download: Download) -> None:
+        self.arrived.append(download)
+        self.arrival_times[id(download)] = time.monotonic()
 
 
 def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
                     click_timeout_s: float) -> Batch:
     """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
     batch = Batch([Transfer(link) for link in links])
-    page.on("download", lambda download: batch.arrived.append(download))
+    page.on("download", lambda download: batch.arrive(download))
     hrefs = []
     for transfer in batch.transfers:
         href = transfer.link.href
@@ -87,16 +92,20 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
 
 def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
                      name_for: NameFor) -> None:
-    """Wait for every started download until `timeout_s` after the start; save or cancel."""
-    deadline = batch.started + timeout_s
+    """Save every download, or cancel it: `timeout_s` to start, then `timeout_s` to finish.
+
+    Each download's clock starts when its response arrives, so files the browser
+    queues behind others (six connections per host) are not charged for the wait.
+    """
     wanted = [t for t in batch.transfers if not t.failure]
-    _await_arrivals(page, batch, len(wanted), deadline)
+    _await_arrivals(page, batch, len(wanted), batch.started + timeout_s)
     _match_arrivals(batch, wanted)
     for transfer in wanted:
         if transfer.download is None:
             transfer.failure = "DOWNLOAD_TIMEOUT"
             transfer.detail = f"no download started within {timeout_s:g} s"
             continue
+        deadline = batch.arrival_times[id(transfer.download)] + timeout_s
         _finish_one(transfer, transfer.download, folder, deadline, name_for)
 
 

@@ -2,9 +2,9 @@
 
     process_po(context, task, job) -> TaskResult             (inside a worker process)
 
-    navigate ─▶ classify ─▶ attachments ───────────────────────┬─▶ downloads ─▶ save
-    (guarded)   login wall, error page,   none on the PO page? │   (the page PDF is
-                429, 5xx, blocked URL     ─▶ requisition page ─┘   printed meanwhile)
+    navigate ─▶ classify ─▶ attachments ─▶ pdf ─┬──────────────────────┬─▶ downloads ─▶ save
+    (guarded)   login wall, error page,  of the  └─ none: requisition ─┘   (all at once,
+                429, 5xx, blocked URL    PO page      page's attachments    each verified)
 
 PO-level problems never raise: they come back as a status, a short machine reason
 (HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, DOWNLOAD_TIMEOUT, ...) and a
@@ -159,10 +159,11 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     with attempt.step("attachments"):
         attempt.supplier_seen = read_supplier(page, site)
         links = read_attachments(page, site, source="po")
-    pdf: bytes | None = None
+    # The PO page is the PO's record: print it before anything can take the page
+    # elsewhere (the requisition, or a link that navigates instead of downloading).
+    with attempt.step("pdf"):
+        pdf = page.pdf()
     if not links and site.requisition_selector:
-        with attempt.step("pdf"):
-            pdf = page.pdf()  # the PO page is the record; print it before leaving it
         links = _requisition_links(attempt, page)
     attempt.work = new_work_folder(attempt.job.output_root)
     taken = {MANIFEST_NAME}
@@ -171,10 +172,6 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
                if link.href and (why := attempt.guard.problem(link.href))}
     with attempt.step("downloads"):
         batch = start_downloads(page, links, refused, attempt.job.nav_timeout_s)
-    if pdf is None:
-        with attempt.step("pdf"):
-            pdf = page.pdf()  # printed while the downloads run
-    with attempt.step("downloads"):
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
                          lambda suggested: dedupe(safe_filename(suggested), taken))
     _stop_if_blocked(attempt)
