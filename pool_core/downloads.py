@@ -154,8 +154,14 @@ def _finish_one(transfer: Transfer, download: Download, folder: Path, deadline: 
 
 def _wait_finished(download: Download, timeout_s: float) -> None:
     """Block until the download has finished, or raise TimeoutError after `timeout_s`."""
-    impl = download._impl_obj  # no public API waits with a timeout (see module docstring)
-    download._sync(asyncio.wait_for(impl.path(), timeout=max(timeout_s, 0.001)))
+    try:
+        impl = download._impl_obj  # no public API waits with a timeout (module docstring)
+        waiter = download._sync
+    except AttributeError:  # a Playwright without these internals
+        log.warning("Download.path() cannot time out here; the task timeout is the limit")
+        download.path()
+        return
+    waiter(asyncio.wait_for(impl.path(), timeout=max(timeout_s, 0.001)))
 
 
 def _cancel(download: Download) -> None:
