@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "channels",
     "poolsite.batches",
     "poolsite.supervisor",
+    "poolsite.dashboard",
     "poolsite.demo_erp",
 ]
 

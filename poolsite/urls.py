@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("poolsite.supervisor.urls")),
+    path("", include("poolsite.dashboard.urls")),
     path("", include("poolsite.batches.urls")),
 ]

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from poolsite.dashboard import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("dashboard/control/", views.control, name="dashboard_control"),
+    path("dashboard/screenshots/<int:attempt_id>/", views.screenshot,
+         name="dashboard_screenshot"),
+]
