@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from pool_core.messages import POStatus
 
-AMOUNT_DIGITS = 19
+# 15 significant digits: SQLite stores DECIMAL columns as 8-byte floats (NUMERIC affinity),
+# which round-trip exactly up to 15 digits; PostgreSQL's numeric is exact anyway.
+AMOUNT_DIGITS = 15
 AMOUNT_PLACES = 4
 
 

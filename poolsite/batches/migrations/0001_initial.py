@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
                 ('po_number', models.CharField(max_length=64)),
                 ('supplier', models.CharField(max_length=255)),
                 ('url', models.CharField(max_length=2000)),
-                ('amount', models.DecimalField(decimal_places=4, max_digits=19)),
+                ('amount', models.DecimalField(decimal_places=4, max_digits=15)),
                 ('extra', models.JSONField(blank=True, default=dict)),
                 ('status', models.CharField(choices=[('QUEUED', 'Queued'), ('RUNNING', 'Running'), ('COMPLETED', 'Completed'), ('PARTIAL', 'Partial'), ('NO_ATTACHMENTS', 'No attachments'), ('PO_NOT_FOUND', 'PO not found'), ('ACCESS_DENIED', 'Access denied'), ('LOGIN_REQUIRED', 'Login required'), ('TIMEOUT', 'Timeout'), ('FAILED', 'Failed'), ('CANCELLED', 'Cancelled')], default='QUEUED', max_length=20)),
                 ('reason', models.CharField(blank=True, max_length=100)),
