@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -62,6 +63,25 @@ class Broadcaster:
         with self._lock:
             self._events.append(item)
             del self._events[:-50]
+
+    def listen(self, group: str, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the loop's thread) for every message sent to `group`."""
+        asyncio.run_coroutine_threadsafe(self._listen(group, callback), self.loop)
+
+    async def _listen(self, group: str, callback: Callable[[], None]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        while not self._stopped:
+            try:
+                await layer.receive(channel)
+                callback()
+            except Exception:
+                log.warning("wake-up listener failed; the poll interval still applies",
+                            exc_info=True)
+                await asyncio.sleep(1.0)
 
     def close(self, timeout: float = 2.0) -> None:
         """Flush what is pending and stop the pump (and the private loop, if any)."""

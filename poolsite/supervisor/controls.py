@@ -75,6 +75,24 @@ def request_control(user: Any, action: str, *, batch: Batch | None = None,
     return record
 
 
+def start_from_command_line(batch: Batch, size: int | None) -> ControlAction:
+    """`runpool --batch N`: start a batch without a signed-in operator (recorded as cli)."""
+    with transaction.atomic():
+        plan = PoolPlan.current()
+        plan = PoolPlan.objects.select_for_update().get(pk=plan.pk)
+        plan.batch, plan.state, plan.reason = batch, PoolPlan.State.RUNNING, ""
+        plan.immediate_stop = False
+        if size is not None:
+            plan.pool_size = size
+        plan.version += 1
+        plan.updated_at = timezone.now()
+        plan.save()
+        record = ControlAction.objects.create(
+            username="cli", action=Action.START, batch=batch,
+            arguments={"size": size, "plan_version": plan.version, "via": "runpool --batch"})
+    return record
+
+
 def wake_hosts() -> None:
     """Tell supervisors to look at the plan now (best effort: they also poll)."""
     layer = get_channel_layer()

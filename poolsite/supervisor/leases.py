@@ -106,6 +106,13 @@ def recover_expired(max_attempts: int) -> tuple[int, int]:
     return requeued, failed
 
 
+def recover_host(host: str, max_attempts: int) -> tuple[int, int]:
+    """Recover every PO of a host known to be dead now, without waiting for expiry."""
+    PurchaseOrder.objects.filter(status=Status.RUNNING, leased_by=host).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    return recover_expired(max_attempts)
+
+
 def mark_crashed_runs(live_hosts: set[str]) -> int:
     """Mark active runs of hosts that are no longer alive as crashed."""
     active = (Run.State.STARTING, Run.State.RUNNING, Run.State.PAUSED, Run.State.STOPPING)

@@ -58,6 +58,9 @@ class Recorder:
         self.lease = lease
         self.run_id: int | None = None
         self.memory_limit_mb = 0.0
+        # The latest fields of every worker card, for the host's heartbeat row.
+        self.cards: dict[int, dict[str, Any]] = {}
+        self._cards_lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
         self._writer.start()
@@ -66,8 +69,8 @@ class Recorder:
     def on_event(self, event: Any) -> None:
         kind = getattr(event, "kind", None)
         if kind == EventKind.PO_FINISHED:
-            self._queue.put(("finished", event.record))
-            self._card(event.record.worker_id, state="idle", po_number="", phase="")
+            self._card(event.record.worker_id, state="idle", po_number="", phase="",
+                       po_started_at=None)
         elif kind == EventKind.PO_REQUEUED:
             self._po_requeued(event)
         elif kind == EventKind.PO_STARTED:
@@ -84,8 +87,8 @@ class Recorder:
             self._state_changed(event)
 
     def finish(self, record: PORecord) -> None:
-        """The task source's finish(): the final outcome of a PO."""
-        # PO_FINISHED events carry the same record; persisting happens there.
+        """The task source's finish(): queue the final outcome of a PO for the writer."""
+        self._queue.put(("finished", record))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued write is done; False on timeout."""
@@ -108,8 +111,18 @@ class Recorder:
     def _card(self, worker_id: int | None, **fields: Any) -> None:
         if worker_id is None:
             return
-        self.broadcaster.worker(f"{self.host}/{worker_id}",
-                                {"host": self.host, "worker_id": worker_id, **fields})
+        fields = {"host": self.host, "worker_id": worker_id, **fields}
+        with self._cards_lock:
+            self.cards.setdefault(worker_id, {}).update(fields)
+        self.broadcaster.worker(f"{self.host}/{worker_id}", fields)
+
+    def card_snapshot(self, live_ids: set[int]) -> list[dict[str, Any]]:
+        """The cards of the workers that exist now, ordered by worker id."""
+        with self._cards_lock:
+            for worker_id in list(self.cards):
+                if worker_id not in live_ids:
+                    del self.cards[worker_id]
+            return [dict(self.cards[w]) for w in sorted(self.cards)]
 
     def _po_started(self, event: POStarted) -> None:
         self._card(event.worker_id, state="busy", po_number=event.po_number,

@@ -1,18 +1,30 @@
 """Host the pool supervisor and (by default) serve the web app in the same process.
 
-Embedded default: daphne serves the ASGI app on --host/--port so that, with SQLite and
-the in-memory channel layer, dashboards get live updates from this very process.
-`--no-web` runs the supervisor alone (scale-out). `--with-demo-site` also serves the
-demo procurement site on POOL_DEMO_PORT (what `make run` uses).
+Embedded default: daphne serves the ASGI app on --host/--port and the supervisor runs
+in a thread beside it, so with SQLite and the in-memory channel layer the dashboards
+get live updates from this very process (the broadcaster sends on daphne's own event
+loop). `--no-web` runs the supervisor alone, for scale-out hosts sharing PostgreSQL
+and Redis. `--with-demo-site` also serves the demo procurement site and signs the
+workers in to it (what `make run` uses).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from poolsite.batches.models import Batch
+from poolsite.supervisor.broadcast import Broadcaster
+from poolsite.supervisor.controls import WAKE_GROUP, start_from_command_line
+from poolsite.supervisor.host import HostOptions, HostSupervisor
 
 log = logging.getLogger("poolsite.runpool")
 
@@ -21,33 +33,136 @@ class Command(BaseCommand):
     help = "Run the WorkerPool supervisor and serve the web app (daphne) in one process."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--no-web", action="store_true", help="supervisor only")
+        parser.add_argument("--host", default="127.0.0.1", help="web address (embedded)")
+        parser.add_argument("--port", type=int, default=8000, help="web port (embedded)")
+        parser.add_argument("--no-web", action="store_true",
+                            help="supervisor only (scale-out; needs PostgreSQL and Redis)")
+        parser.add_argument("--exit-when-idle", action="store_true",
+                            help="exit once nothing is running or queued for the plan")
+        parser.add_argument("--batch", type=int, help="start this batch id right away")
+        parser.add_argument("--pool-size", type=int, default=None,
+                            help=f"workers (1-8; default POOL_SIZE={settings.POOL_SIZE})")
+        parser.add_argument("--max-task-timeout", type=float,
+                            default=settings.POOL_MAX_TASK_TIMEOUT)
+        parser.add_argument("--stop-timeout", type=float, default=settings.POOL_STOP_TIMEOUT)
+        parser.add_argument("--storage-state", default="",
+                            help="Playwright storage-state JSON for every worker")
+        parser.add_argument("--base-profile", default="",
+                            help="signed-in Chromium user-data-dir cloned per worker")
         parser.add_argument("--with-demo-site", action="store_true",
                             help="also serve the demo procurement site on POOL_DEMO_PORT")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        demo = None
-        if options["with_demo_site"]:
-            from poolsite.demo_erp.server import DemoSite
-
-            demo = DemoSite(port=settings.POOL_DEMO_PORT).start()
-            self.stdout.write(f"demo procurement site: {demo.base_url}")
+        size = options["pool_size"]
+        if size is not None and not 1 <= size <= 8:
+            raise CommandError(f"--pool-size must be 1-8, not {size}")
+        demo = self._start_demo_site() if options["with_demo_site"] else None
+        storage_state = options["storage_state"] or (
+            self._demo_storage_state(demo) if demo else "")
+        host_options = self._host_options(options, storage_state, demo)
+        if options["batch"] is not None:
+            try:
+                batch = Batch.objects.get(pk=options["batch"])
+            except Batch.DoesNotExist:
+                raise CommandError(f"no batch with id {options['batch']}") from None
+            start_from_command_line(batch, size)
         try:
-            if not options["no_web"]:
-                self._serve(options["host"], options["port"])
+            if options["no_web"]:
+                self._run_headless_host(host_options)
+            else:
+                self._run_embedded(host_options, options["host"], options["port"])
         finally:
             if demo is not None:
                 demo.stop()
 
-    def _serve(self, host: str, port: int) -> None:
+    # -- topologies ----------------------------------------------------------------------
+    def _run_headless_host(self, host_options: HostOptions) -> None:
+        broadcaster = Broadcaster()
+        supervisor = HostSupervisor(host_options, broadcaster)
+        broadcaster.listen(WAKE_GROUP, supervisor.wake.set)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("signal %s: stopping gracefully", signum)
+            supervisor.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.stdout.write(f"supervisor {supervisor.name} running (no web)")
+        try:
+            supervisor.serve()
+        finally:
+            broadcaster.close()
+
+    def _run_embedded(self, host_options: HostOptions, host: str, port: int) -> None:
+        import daphne.server
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
+        from twisted.internet import reactor
 
         from poolsite.asgi import application
 
-        self.stdout.write(f"poolsite: http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
-        Server(application=application,
-               endpoints=build_endpoint_description_strings(host=host, port=port),
-               signal_handlers=True, verbosity=0).run()
+        # The consumers run on daphne's loop; sending from there avoids cross-loop
+        # deliveries on the in-memory layer (see broadcast.py).
+        broadcaster = Broadcaster(loop=daphne.server.twisted_loop)
+        supervisor = HostSupervisor(host_options, broadcaster)
+        broadcaster.listen(WAKE_GROUP, supervisor.wake.set)
+
+        def serve_then_stop_web() -> None:
+            try:
+                supervisor.serve()
+            finally:
+                # --exit-when-idle (or a crash of the loop) ends the web server too.
+                reactor.callFromThread(reactor.stop)  # type: ignore[misc]
+
+        thread = threading.Thread(target=serve_then_stop_web, name="supervisor")
+        thread.start()
+        self.stdout.write(f"poolsite: http://{host}:{port}/  (admin: http://{host}:{port}"
+                          "/admin/)", ending="\n")
+        self.stdout.flush()
+        try:
+            daphne.server.Server(
+                application=application,
+                endpoints=build_endpoint_description_strings(host=host, port=port),
+                signal_handlers=True, verbosity=0).run()
+        finally:
+            supervisor.request_stop()
+            thread.join(host_options.stop_timeout + 60)
+            broadcaster.close()
+
+    # -- configuration -----------------------------------------------------------------------
+    def _host_options(self, options: dict[str, Any], storage_state: str,
+                      demo: Any) -> HostOptions:
+        return HostOptions(
+            output_root=Path(settings.OUTPUT_DIR),
+            pool_size=options["pool_size"] or settings.POOL_SIZE,
+            max_task_timeout=options["max_task_timeout"],
+            max_attempts=settings.POOL_MAX_ATTEMPTS,
+            memory_soft_mb=settings.POOL_MEMORY_SOFT_MB,
+            memory_hard_mb=settings.POOL_MEMORY_HARD_MB,
+            lease_seconds=settings.POOL_LEASE_SECONDS,
+            poll_seconds=settings.POOL_POLL_SECONDS,
+            stop_timeout=options["stop_timeout"],
+            headless=settings.POOL_HEADLESS,
+            browser_path=settings.POOL_BROWSER_PATH,
+            sites_dir=settings.POOL_SITES_DIR,
+            storage_state=storage_state,
+            base_profile=options["base_profile"],
+            site_base_urls=(("demo", demo.base_url if demo else settings.POOL_DEMO_URL),),
+            exit_when_idle=options["exit_when_idle"],
+        )
+
+    def _start_demo_site(self) -> Any:
+        from poolsite.demo_erp.server import DemoSite
+
+        demo = DemoSite(port=settings.POOL_DEMO_PORT).start()
+        self.stdout.write(f"demo procurement site: {demo.base_url}")
+        return demo
+
+    def _demo_storage_state(self, demo: Any) -> str:
+        """Sign the workers in to the demo site: a storage state, owner-only."""
+        folder = Path(settings.DATA_DIR) / "sessions"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / "demo-storage-state.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(demo.storage_state(), handle)
+        return str(path)
