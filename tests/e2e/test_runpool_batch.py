@@ -12,9 +12,9 @@ from tests.runpool_harness import deployment, expected_files
 
 def test_it_processes_a_queued_batch_and_exits_when_idle(site: DemoSite, tmp_path: Path) -> None:
     deploy = deployment(tmp_path, site)
-    pos = catalog.demo_batch(site.base_url, 6) + [
-        catalog.po_dict(site.base_url, catalog.NOT_FOUND),
-        catalog.po_dict(site.base_url, catalog.REQUISITION_ONLY)]
+    pos = [*catalog.demo_batch(site.base_url, 6),
+           catalog.po_dict(site.base_url, catalog.NOT_FOUND),
+           catalog.po_dict(site.base_url, catalog.REQUISITION_ONLY)]
     batch_id = deploy.import_batch(pos)
 
     deploy.manage("runpool", "--no-web", "--exit-when-idle", "--batch", str(batch_id),
