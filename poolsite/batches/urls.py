@@ -3,7 +3,6 @@ from django.urls import path
 from poolsite.batches import views
 
 urlpatterns = [
-    path("", views.index, name="index"),
     path("batches/", views.batch_list, name="batch_list"),
     path("batches/upload/", views.batch_upload, name="batch_upload"),
     path("batches/upload/confirm/", views.batch_confirm, name="batch_confirm"),

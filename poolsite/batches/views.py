@@ -43,12 +43,6 @@ from poolsite.batches.roles import can_operate, operator_required, viewer_requir
 PAGE_SIZE = 100
 
 
-@viewer_required
-def index(request: HttpRequest) -> HttpResponse:
-    """Show the dashboard placeholder until the dashboard lands."""
-    return render(request, "index.html")
-
-
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     return {"can_operate": can_operate(request.user), **extra}
 
@@ -62,7 +56,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         pending=Count("pos", filter=Q(pos__status__in=PENDING_STATUSES)),
         succeeded=Count("pos", filter=Q(pos__status__in=SUCCESS_STATUSES)),
         failed=Count("pos", filter=Q(pos__status__in=RETRYABLE_STATUSES)),
-    )
+    ).order_by("-uploaded_at", "-id")
     page = Paginator(batches, 50).get_page(request.GET.get("page"))
     return render(request, "batches/list.html", _context(request, page=page))
 

@@ -1,0 +1,228 @@
+"""Every page checks its role; the upload goes preview -> confirm; downloads are safe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+from django.urls import reverse
+
+from poolsite.batches.models import Attempt, Batch, ControlAction, Document, Status
+from tests.poolsite.base import PNG, BaseTestCase
+
+GOOD_CSV = b"PO Number,Supplier,Amount,Cost Center\nPO200001,Acme,12.50,CC1\nPO200002,Globex,3,\n"
+
+
+class PermissionsTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.batch = self.make_batch(3)
+        self.done, self.failed = self.make_history(self.batch)
+        self.document = Document.objects.get()
+        self.attempt = Attempt.objects.get(po=self.failed)
+
+    def viewer_urls(self) -> list[str]:
+        b, d, a = self.batch.pk, self.document.pk, self.attempt.pk
+        return [
+            reverse("batch_list"), reverse("batch_detail", args=[b]),
+            reverse("po_detail", args=[self.done.pk]), reverse("batch_export", args=[b, "csv"]),
+            reverse("batch_export", args=[b, "xlsx"]), reverse("batch_documents_zip", args=[b]),
+            reverse("document_download", args=[d]), reverse("attempt_screenshot", args=[a]),
+            reverse("attempt_html", args=[a]),
+        ]
+
+    def operator_urls(self) -> list[tuple[str, str]]:
+        b, po = self.batch.pk, self.failed.pk
+        return [
+            ("get", reverse("batch_upload")), ("post", reverse("batch_upload")),
+            ("post", reverse("batch_confirm")), ("post", reverse("batch_retry_failed", args=[b])),
+            ("post", reverse("po_retry", args=[po])), ("post", reverse("po_cancel", args=[po])),
+        ]
+
+    def test_it_sends_anonymous_visitors_to_the_login_page(self) -> None:
+        urls = self.viewer_urls() + [url for _, url in self.operator_urls()]
+        for url in urls:
+            with self.subTest(url=url):
+                response = self.client.get(url)
+                self.assertEqual(response.status_code, 302)
+                self.assertTrue(response["Location"].startswith("/accounts/login/"))
+
+    def test_it_forbids_everything_to_a_user_without_a_role(self) -> None:
+        self.client.force_login(self.charlie)
+        for url in self.viewer_urls():
+            with self.subTest(url=url):
+                self.assertEqual(self.client.get(url).status_code, 403)
+        for method, url in self.operator_urls():
+            with self.subTest(url=url):
+                self.assertEqual(getattr(self.client, method)(url).status_code, 403)
+
+    def test_it_lets_a_viewer_see_and_download_but_not_control(self) -> None:
+        self.client.force_login(self.bob)
+        for url in self.viewer_urls():
+            with self.subTest(url=url):
+                self.assertEqual(self.client.get(url).status_code, 200)
+        for method, url in self.operator_urls():
+            with self.subTest(url=url):
+                self.assertEqual(getattr(self.client, method)(url).status_code, 403)
+        self.assertFalse(ControlAction.objects.exists())
+        self.failed.refresh_from_db()
+        self.assertEqual(self.failed.status, Status.FAILED)
+
+    def test_it_shows_a_viewer_no_control(self) -> None:
+        self.client.force_login(self.bob)
+        pages = [reverse("batch_list"), reverse("batch_detail", args=[self.batch.pk]),
+                 reverse("po_detail", args=[self.failed.pk]),
+                 reverse("po_detail", args=[self.batch.pos.last().pk])]
+        for url in pages:
+            with self.subTest(url=url):
+                html = self.client.get(url).content.decode()
+                for control in ("retry-failed", "/retry/", "/cancel/", "Upload a batch"):
+                    self.assertNotIn(control, html)
+
+    def test_it_shows_an_operator_the_controls(self) -> None:
+        self.client.force_login(self.alice)
+        html = self.client.get(reverse("batch_detail", args=[self.batch.pk])).content.decode()
+        self.assertIn("Retry 1 failed PO", html)
+        self.assertIn("Upload a batch", html)
+        html = self.client.get(reverse("po_detail", args=[self.failed.pk])).content.decode()
+        self.assertIn(reverse("po_retry", args=[self.failed.pk]), html)
+
+    def test_it_lets_operators_and_superusers_control(self) -> None:
+        for user in (self.alice, self.root):
+            with self.subTest(user=user.username):
+                self.client.force_login(user)
+                self.assertEqual(self.client.get(reverse("batch_upload")).status_code, 200)
+                url = reverse("batch_retry_failed", args=[self.batch.pk])
+                self.assertRedirects(self.client.post(url), self.batch.get_absolute_url())
+        action = ControlAction.objects.filter(action="retry_failed").order_by("id").first()
+        assert action is not None
+        self.assertEqual((action.username, action.outcome, action.outcome_message),
+                         ("alice", "done", "1 POs back in the queue"))
+        self.failed.refresh_from_db()
+        self.assertEqual(self.failed.status, Status.QUEUED)
+
+
+class UploadTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.client.force_login(self.alice)
+
+    def post_file(self, data: bytes, name: str = "march.csv", **fields: str):
+        upload = SimpleUploadedFile(name, data, content_type="text/csv")
+        return self.client.post(reverse("batch_upload"),
+                                {"file": upload, "preset": "demo", **fields})
+
+    def test_it_previews_then_creates_the_batch_on_confirm(self) -> None:
+        response = self.post_file(GOOD_CSV, name="march.csv", name_="x")
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "<strong>2</strong> POs from 2 suppliers")
+        self.assertContains(response, "Cost Center")
+        self.assertContains(response, "PO200002")
+        self.assertFalse(Batch.objects.exists())  # nothing stored before the confirmation
+        confirm = response.context["confirm"]
+        data = {name: confirm[name].value() or "" for name in confirm.fields}
+        data["name"] = "March"
+        response = self.client.post(reverse("batch_confirm"), data)
+        batch = Batch.objects.get()
+        self.assertRedirects(response, batch.get_absolute_url())
+        self.assertEqual((batch.name, batch.po_count, batch.uploaded_by), ("March", 2, self.alice))
+        self.assertEqual(ControlAction.objects.get().action, "upload")
+        response = self.client.get(reverse("batch_list"))
+        self.assertContains(response, "March")
+        self.assertContains(response, '<td class="num">2</td>', count=2)  # POs and pending
+
+    def test_it_lists_every_problem_and_stores_nothing(self) -> None:
+        data = b"po_number,supplier,amount\nPO1,Acme,12x\nPO1,,1\n"
+        response = self.post_file(data)
+        self.assertEqual(response.status_code, 400)
+        self.assertContains(response, "3 problems", status_code=400)
+        self.assertContains(response, "row 2, column C (amount), value &#x27;12x&#x27;",
+                            status_code=400)
+        self.assertContains(response, "duplicate PO number", status_code=400)
+        self.assertFalse(Batch.objects.exists())
+        self.assertFalse((self.tmp / "uploads").exists() and any((self.tmp / "uploads").iterdir()))
+
+    def test_it_refuses_a_file_over_the_size_limit(self) -> None:
+        with override_settings(POOL_MAX_UPLOAD_BYTES=100):
+            response = self.post_file(GOOD_CSV * 3)
+        self.assertContains(response, "the limit is 100 bytes", status_code=400)
+        self.assertFalse(Batch.objects.exists())
+
+    def test_it_refuses_a_tampered_confirmation(self) -> None:
+        data = {"token": "0" * 64, "filename": "x.csv", "preset": "demo"}
+        response = self.client.post(reverse("batch_confirm"), data, follow=True)
+        self.assertContains(response, "The uploaded file is gone")
+        response = self.client.post(reverse("batch_confirm"), {"token": "../../etc"},
+                                    follow=True)
+        self.assertContains(response, "expired or was tampered with")
+        self.assertFalse(Batch.objects.exists())
+
+
+class PagesTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.batch = self.make_batch(4)
+        self.done, self.failed = self.make_history(self.batch)
+        self.client.force_login(self.bob)
+
+    def test_it_filters_the_pos_of_a_batch(self) -> None:
+        url = reverse("batch_detail", args=[self.batch.pk])
+        response = self.client.get(url, {"status": "FAILED"})
+        self.assertEqual([po.po_number for po in response.context["page"]], ["PO200001"])
+        response = self.client.get(url, {"q": "0003"})
+        self.assertEqual([po.po_number for po in response.context["page"]], ["PO200003"])
+        response = self.client.get(url, {"supplier": "globex"})
+        self.assertEqual(len(response.context["page"]), 0)
+        self.assertContains(self.client.get(url), "Completed: 1")
+
+    def test_it_shows_attempts_documents_and_screenshots(self) -> None:
+        response = self.client.get(reverse("po_detail", args=[self.failed.pk]))
+        attempt = Attempt.objects.get(po=self.failed)
+        self.assertContains(response, f'src="{reverse("attempt_screenshot", args=[attempt.pk])}"')
+        self.assertContains(response, "http_500")
+        response = self.client.get(reverse("po_detail", args=[self.done.pk]))
+        self.assertContains(response, reverse("document_download",
+                                              args=[Document.objects.get().pk]))
+
+    def test_it_serves_documents_and_evidence_safely(self) -> None:
+        document = Document.objects.get()
+        response = self.client.get(reverse("document_download", args=[document.pk]))
+        self.assertEqual(b"".join(response.streaming_content), b"%PDF-1.4 invoice")
+        self.assertIn("attachment", response["Content-Disposition"])
+        attempt = Attempt.objects.get(po=self.failed)
+        response = self.client.get(reverse("attempt_screenshot", args=[attempt.pk]))
+        self.assertEqual((response["Content-Type"], b"".join(response.streaming_content)),
+                         ("image/png", PNG))
+        response = self.client.get(reverse("attempt_html", args=[attempt.pk]))
+        self.assertTrue(response["Content-Type"].startswith("text/plain"))
+        self.assertIn("attachment", response["Content-Disposition"])
+
+    def test_it_refuses_paths_outside_the_output_root(self) -> None:
+        (self.tmp / "secret.txt").write_text("secret")
+        for path in ("../secret.txt", "/etc/passwd", "", "batch-1/../../secret.txt"):
+            Document.objects.filter(pk=Document.objects.get().pk).update(path=path)
+            with self.subTest(path=path):
+                url = reverse("document_download", args=[Document.objects.get().pk])
+                self.assertEqual(self.client.get(url).status_code, 404)
+
+    def test_it_streams_a_zip_of_the_documents(self) -> None:
+        response = self.client.get(reverse("batch_documents_zip", args=[self.batch.pk]))
+        self.assertTrue(response.streaming)
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+        document = Document.objects.get()
+        self.assertEqual(archive.namelist(), [document.path])
+        self.assertEqual(archive.read(document.path), b"%PDF-1.4 invoice")
+
+    def test_it_exports_results_as_csv(self) -> None:
+        response = self.client.get(reverse("batch_export", args=[self.batch.pk, "csv"]))
+        text = b"".join(response.streaming_content).decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        self.assertEqual(len(rows), 4)
+        self.assertEqual((rows[0]["status"], rows[0]["files"], rows[0]["file_names"]),
+                         ("COMPLETED", "1", "invoice.pdf"))
+        self.assertEqual((rows[1]["reason"], rows[1]["Cost Center"]), ("http_500", "CC1"))
+        self.assertEqual(self.client.get(
+            reverse("batch_export", args=[self.batch.pk, "pdf"])).status_code, 404)
