@@ -84,7 +84,10 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
         if transfer.link.click:
             selector = f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']"
             try:
-                page.locator(selector).click(timeout=click_timeout_s * 1000)
+                element = page.locator(selector)
+                # A download that opens in a new tab would raise its event on that tab.
+                element.evaluate("el => el.removeAttribute('target')")
+                element.click(timeout=click_timeout_s * 1000)
             except PlaywrightError as exc:
                 transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
     return batch

@@ -240,6 +240,34 @@ def test_an_unreachable_site_is_a_retryable_network_error(
         POStatus.FAILED, "NETWORK_ERROR", True)
 
 
+def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    evil = f"{site.canary_url}/attachments/1/0"
+    html = (
+        "<h1>PO 999001</h1><span id='supplier_name'>Synthetic Supplier</span>"
+        "<button title='attachment' target='_blank' "
+        "onclick=\"location.href='/attachments/100002/0'\">Contract</button>"
+        "<a href='/attachments/100003/1' title='attachment'>Lines</a>"
+        "<a href='/attachments/100003/1' download>Lines again</a>"
+        f"<a href='{evil}' title='attachment'>Elsewhere</a>"
+        "<a href='javascript:void(0)' onclick='return false'>Help</a>")
+    signed_in.route("**/order_headers/999001", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=html))
+    task = Task(key="k", po_number="PO999001", supplier="S", amount=Decimal(1),
+                url=f"{site.base_url}/order_headers/999001")
+    result = process_po(signed_in, task, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.PARTIAL, "BLOCKED_URL", False)
+    attachments = sorted(f.sha256 for f in result.files if f.source == "po")
+    assert attachments == sorted([catalog.expected(catalog.ONE_PDF).attachments[0].sha256,
+                                  catalog.expected(catalog.SEVERAL).attachments[1].sha256])
+    assert result.supplier_seen == "Synthetic Supplier"
+    assert site.hits("/attachments/100003/1") == 1  # the two links to it were one
+    assert site.canary_hits == 0
+    manifest = json.loads((Path(job.output_root) / result.folder / MANIFEST_NAME).read_text())
+    assert [f["url"] for f in manifest["failed"]] == [evil]
+
+
 def test_a_second_run_over_the_same_output_neither_duplicates_nor_corrupts(
         signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
     first = run(signed_in, site, catalog.SEVERAL, job)
