@@ -98,6 +98,7 @@ class _Attempt:
     steps: dict[str, float] = field(default_factory=dict)
     supplier_seen: str = ""
     work: Path | None = None
+    pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -162,7 +163,7 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     # The PO page is the PO's record: print it before anything can take the page
     # elsewhere (the requisition, or a link that navigates instead of downloading).
     with attempt.step("pdf"):
-        pdf = page.pdf()
+        pdf = _print(attempt, page)
     if not links and site.requisition_selector:
         links = _requisition_links(attempt, page)
     attempt.work = new_work_folder(attempt.job.output_root)
@@ -233,6 +234,18 @@ def _error_page(status: POStatus, what: str, http_status: int) -> Outcome:
     return Outcome(status, status.value, f"{what} {text} (HTTP {http_status or '?'})")
 
 
+def _print(attempt: _Attempt, page: Page) -> bytes | None:
+    """The PO page as a PDF, or None (noted) when this browser cannot print."""
+    try:
+        return page.pdf()
+    except PlaywrightError as exc:
+        if _browser_gone(exc):
+            raise
+        attempt.pdf_problem = f"no page PDF: {_first_line(exc)}"
+        log.warning("%s: %s", attempt.task.po_number, attempt.pdf_problem)
+        return None
+
+
 def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
     """The PR fallback: the attachments of the PO's requisition, or [] when it has none."""
     with attempt.step("requisition"):
@@ -252,7 +265,7 @@ def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
         return read_attachments(page, attempt.site, source="requisition")
 
 
-def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes, pdf_name: str,
+def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_name: str,
           url: str) -> Outcome:
     assert attempt.work is not None
     task = attempt.task
@@ -260,11 +273,14 @@ def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes, pdf_name: st
                          task.supplier or attempt.supplier_seen, task.po_number)
     relative = final.relative_to(Path(attempt.job.output_root).resolve())
     records = [_record(relative, t) for t in transfers if _verified(t)]
-    (attempt.work / pdf_name).write_bytes(pdf)
-    records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
-                              hashlib.sha256(pdf).hexdigest(), "application/pdf",
-                              "page-pdf", url))
+    if pdf is not None:
+        (attempt.work / pdf_name).write_bytes(pdf)
+        records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
+                                  hashlib.sha256(pdf).hexdigest(), "application/pdf",
+                                  "page-pdf", url))
     outcome = _status_of(transfers)
+    if attempt.pdf_problem:
+        outcome = replace(outcome, message=f"{outcome.message}; {attempt.pdf_problem}")
     if outcome.status not in PUBLISHED:
         return outcome
     manifest = _manifest(attempt, outcome, records, transfers, url)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from pool_core.browser import launch_args
 from pool_core.config import JobEnv
@@ -266,6 +267,19 @@ def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones
     assert site.canary_hits == 0
     manifest = json.loads((Path(job.output_root) / result.folder / MANIFEST_NAME).read_text())
     assert [f["url"] for f in manifest["failed"]] == [evil]
+
+
+def test_a_browser_that_cannot_print_still_files_the_attachments(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise PlaywrightError("PDF generation is only supported for headless mode")
+
+    monkeypatch.setattr(Page, "pdf", refuse)  # a headed browser (HeadlessConfiguration)
+    result = run(signed_in, site, catalog.ONE_PDF, job)
+    assert result.status == POStatus.COMPLETED
+    assert "no page PDF" in result.message
+    assert {f.source for f in result.files} == {"po", "manifest"}
 
 
 def test_a_second_run_over_the_same_output_neither_duplicates_nor_corrupts(
