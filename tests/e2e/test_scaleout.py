@@ -93,7 +93,7 @@ def test_it_shares_one_batch_between_two_hosts_and_processes_each_po_once(
     for po in pos:  # the demo site saw every PO page exactly once
         assert site.hits(f"/order_headers/{po['po_number'][2:]}") == 1, po["po_number"]
     with psycopg.connect(postgres_url) as conn:
-        per_host = dict(conn.execute(
+        per_host: dict[str, int] = dict(conn.execute(
             "SELECT host, COUNT(*) FROM batches_attempt GROUP BY host").fetchall())
         duplicates = conn.execute(
             "SELECT po_id, path, COUNT(*) FROM batches_document GROUP BY po_id, path "
