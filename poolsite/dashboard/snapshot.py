@@ -42,6 +42,13 @@ THROUGHPUT_WINDOW_MINUTES = 5  # when no host reports a rate, average this many 
 FAILURE_STATUSES = tuple(s for s in RETRYABLE_STATUSES if s != Status.CANCELLED)
 
 
+# Every field of a worker card, so a card with fields missing still renders.
+CARD_DEFAULTS: dict[str, Any] = {
+    "pid": None, "state": "starting", "po_number": "", "phase": "", "po_started_at": None,
+    "done": 0, "restarts": 0, "memory_mb": None, "memory_limit_mb": None,
+}
+
+
 def epoch(when: datetime | None) -> float | None:
     return None if when is None else round(when.timestamp(), 3)
 
@@ -123,7 +130,8 @@ def _workers(hosts: list[PoolHost]) -> dict[str, dict[str, Any]]:
         for card in host.workers or []:
             if not isinstance(card, dict) or "worker_id" not in card:
                 continue
-            cards[f"{host.name}/{card['worker_id']}"] = {**card, "host": host.name}
+            cards[f"{host.name}/{card['worker_id']}"] = {**CARD_DEFAULTS, **card,
+                                                         "host": host.name}
     return cards
 
 
