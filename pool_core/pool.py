@@ -31,7 +31,7 @@ from pool_core.sites import SitePreset
 from pool_core.state import PoolStateMachine, PoolStatus
 from pool_core.supervisor import Supervisor
 from pool_core.task_source import InMemoryTaskSource, TaskSource, tasks_from_po_list
-from pool_core.worker import resolve_process_fn
+from pool_core.worker import split_process_fn
 
 log = logging.getLogger(__name__)
 MIN_WORKERS, MAX_WORKERS = 1, 8
@@ -127,7 +127,7 @@ class WorkerPool:
         self._headless = headless_config.effective_headless()
         self.headless_config = headless_config
         self.profile_manager = profile_manager or ProfileManager()
-        resolve_process_fn(process_fn)  # fail now, not in every worker
+        split_process_fn(process_fn)  # fail now, not in every worker (no import here)
         self._options = PoolOptions(
             max_task_timeout_s=float(max_task_timeout), startup_timeout_s=startup_timeout,
             retry_limit=retry_limit, retry_backoff_s=retry_backoff,

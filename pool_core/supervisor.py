@@ -29,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pool_core.config import PoolOptions, WorkerSpec
-from pool_core.errors import ProfileCreationError
+from pool_core.errors import ProfileCreationError, TaskTimeoutError
 from pool_core.events import (
     EventBus,
     Heartbeat,
@@ -609,8 +609,8 @@ def _lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:
     reason = handle.kill_reason
     if reason == "TIMEOUT":
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.TIMEOUT,
-                          reason="TIMEOUT", message="the PO exceeded max_task_timeout; its "
-                          "worker was killed")
+                          reason="TIMEOUT", message=f"{TaskTimeoutError.__name__}: the PO ran "
+                          "past max_task_timeout; its worker's process tree was killed")
     if reason == "STOP_TIMEOUT":
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.CANCELLED,
                           reason="STOP_TIMEOUT", message="the pool stopped while this PO ran")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -73,13 +74,25 @@ class TaskDone:
     exiting: bool  # the worker exits after this message (browser died)
 
 
-def resolve_process_fn(dotted: str) -> Callable[..., TaskResult]:
-    """Import "package.module:function" (or "package.module.function")."""
+def split_process_fn(dotted: str) -> tuple[str, str]:
+    """Split "package.module:function" (or "package.module.function"); ValueError if bad."""
     module_name, sep, attr = dotted.partition(":")
     if not sep:
         module_name, _, attr = dotted.rpartition(".")
     if not module_name or not attr:
         raise ValueError(f"process_fn {dotted!r} is not a dotted path 'package.module:func'")
+    try:
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ValueError(f"process_fn {dotted!r}: no module named {module_name!r}")
+    return module_name, attr
+
+
+def resolve_process_fn(dotted: str) -> Callable[..., TaskResult]:
+    """Import "package.module:function" (or "package.module.function")."""
+    module_name, attr = split_process_fn(dotted)
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

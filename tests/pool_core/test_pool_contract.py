@@ -299,6 +299,23 @@ def test_it_records_job_errors_with_their_traceback(
     assert pool.stop_processing(10)
 
 
+def test_it_recycles_the_browser_every_n_pos(site: DemoSite, make_pool: PoolFactory) -> None:
+    pool = make_pool(1, recycle_browser_after=1)
+    pool.start_processing(catalog.demo_batch(site.base_url, 3))
+    assert pool.wait_until_done(30)
+    assert pool.get_results()[:2] == (3, 0)
+    assert pool.get_status()["worker_details"][0]["restarts"] == 0  # same worker, new browser
+    assert pool.stop_processing(10)
+
+
+def test_it_reports_a_missing_job_function_as_a_startup_error(
+        site: DemoSite, make_pool: PoolFactory, roots_dir: Path) -> None:
+    pool = make_pool(1, process_fn="tests.pool_core.jobs:no_such_job")
+    with pytest.raises(WorkerStartupError, match="no_such_job"):
+        pool.start_processing(catalog.demo_batch(site.base_url, 1))
+    pool.reset()
+
+
 def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory) -> None:
     pool = make_pool(1)
     pool.start_processing(catalog.demo_batch(site.base_url, 2))

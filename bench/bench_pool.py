@@ -1,0 +1,204 @@
+"""Benchmark the WorkerPool engine against the contract's performance figures.
+
+    .venv/bin/python bench/bench_pool.py [--runs 3] [--batch 40] [--latency 1.0]
+
+Runs the demo site in this process and real pools of real Chromium workers; prints
+one table (medians over runs; configurations alternate run by run, so a noisy
+neighbour hurts all of them alike) and the memory comparison of browser flags.
+Figures, not asserts: nothing here fails on a slow machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pool_core import ProfileManager, WorkerPool
+from pool_core.events import WorkerStarted
+from pool_core.process_tree import tree_pss_mb
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] if ordered else 0.0
+
+
+class Bench:
+    """One demo site, one scratch folder, pools built with the same options."""
+
+    def __init__(self, latency: float) -> None:
+        from poolsite.demo_erp import catalog
+        from poolsite.demo_erp.server import DemoSite
+
+        self.catalog = catalog
+        self.site = DemoSite(latency=latency).start()
+        self.scratch = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+        self.batch_no = 0
+
+    def close(self) -> None:
+        self.site.stop()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def pool(self, size: int, on_event: Callable[[Any], None] | None = None,
+             **options: Any) -> WorkerPool:
+        manager = ProfileManager(temp_dir=str(self.scratch),
+                                 storage_state=self.site.storage_state())
+        return WorkerPool(size, profile_manager=manager, output_root=str(self.scratch / "out"),
+                          max_task_timeout=60, on_event=on_event, **options)
+
+    def batch(self, n: int) -> list[dict]:
+        self.batch_no += 1
+        return self.catalog.demo_batch(self.site.base_url, n, start=200000 + 1000 * self.batch_no)
+
+    def run_batch(self, size: int, n: int, **options: Any) -> dict[str, Any]:
+        """Start a pool, process n POs while polling get_status, stop it; return figures."""
+        startups: list[float] = []
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, WorkerStarted):
+                startups.append(event.startup_seconds)
+
+        pool = self.pool(size, on_event, **options)
+        batch = self.batch(n)
+        begun = time.monotonic()
+        pool.start_processing(batch, batch=f"bench{self.batch_no}")
+        running = time.monotonic()
+        status_times: list[float] = []
+        done = threading.Event()
+        poller = threading.Thread(target=_poll_status, args=(pool, status_times, done))
+        poller.start()
+        finished = pool.wait_until_done(600)
+        processed = time.monotonic()
+        done.set()
+        poller.join()
+        successful, failed, perf = pool.get_results()
+        pss = [w["memory_mb"] for w in pool.get_status()["worker_details"]]
+        stop_begun = time.monotonic()
+        clean = pool.stop_processing(30)
+        stopped = time.monotonic()
+        return {
+            "size": size, "finished": finished, "ok": successful, "failed": failed,
+            "start_s": running - begun, "process_s": processed - running,
+            "total_s": processed - begun, "stop_s": stopped - stop_begun, "clean": clean,
+            "startups": startups, "status_ms": [t * 1000 for t in status_times],
+            "distribution_ms_p95": perf["distribution_latency_ms_p95"], "pss": pss,
+        }
+
+    def memory(self, size: int, n: int, **options: Any) -> dict[str, Any]:
+        """PSS per worker tree after n POs, idle workers, 3 samples each."""
+        pool = self.pool(size, None, **options)
+        pool.start_processing(self.batch(n))
+        pool.wait_until_done(300)
+        samples: list[float] = []
+        for _ in range(3):
+            time.sleep(0.5)
+            for worker in pool.get_status()["worker_details"]:
+                samples.append(tree_pss_mb(worker["pid"]))
+        successful, failed, _ = pool.get_results()
+        pool.stop_processing(30)
+        return {"pss_mb": statistics.median(samples), "max_mb": max(samples), "ok": successful,
+                "failed": failed}
+
+
+def _poll_status(pool: WorkerPool, times: list[float], done: threading.Event) -> None:
+    while not done.is_set():
+        began = time.perf_counter()
+        pool.get_status()
+        times.append(time.perf_counter() - began)
+        done.wait(0.005)
+
+
+def run_speed(bench: Bench, runs: int, n: int, sizes: tuple[int, ...],
+              latency: float) -> dict[int, list[dict]]:
+    results: dict[int, list[dict]] = {size: [] for size in sizes}
+    for run in range(runs):
+        for size in sizes:  # alternate configurations side by side
+            bench.site.latency = latency
+            result = bench.run_batch(size, n)
+            results[size].append(result)
+            print(f"  run {run + 1}/{runs} {size} workers: {result['process_s']:.1f}s "
+                  f"(+{result['start_s']:.1f}s start), ok {result['ok']} failed "
+                  f"{result['failed']}, stop {result['stop_s']:.2f}s", flush=True)
+    return results
+
+
+def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
+    configs: dict[str, dict[str, Any]] = {
+        "default flags": {},
+        "default flags, no NODE_OPTIONS": {"node_options": ""},
+        "--single-process --no-zygote": {"low_memory_browser": True},
+    }
+    bench.site.latency = 0.0
+    results: dict[str, list[dict]] = {name: [] for name in configs}
+    for _ in range(runs):
+        for name, options in configs.items():
+            results[name].append(bench.memory(4, 12, **options))
+    return results
+
+
+def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) -> None:
+    four = speed.get(4, [])
+    startups = [s for r in four for s in r["startups"]]
+    status_ms = [t for r in four for t in r["status_ms"]]
+    dist = statistics.median(r["distribution_ms_p95"] for r in four) if four else 0.0
+    stop = statistics.median(r["stop_s"] for r in four) if four else 0.0
+    pss = statistics.median(r["pss_mb"] for r in memory["default flags"])
+    base = statistics.median(r["process_s"] for r in speed[1]) if 1 in speed else None
+    print("\n| figure | contract | target | measured |\n|---|---|---|---|")
+    print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
+          f"{p95(startups):.2f} s (median {statistics.median(startups):.2f} s, "
+          f"{len(startups)} workers) |")
+    print(f"| task distribution latency p95 | < 100 ms | <= 10 ms | {dist:.1f} ms |")
+    print(f"| get_status() p95 during a run | < 50 ms | <= 1 ms | {p95(status_ms):.3f} ms "
+          f"({len(status_ms)} calls) |")
+    print(f"| graceful stop, idle workers (4) | < 30 s | <= 2 s | {stop:.2f} s |")
+    print(f"| PSS per worker incl. browser, 4 workers | < 200 MB | <= 160 MB | {pss:.0f} MB |")
+    for size in sorted(speed):
+        secs = statistics.median(r["process_s"] for r in speed[size])
+        factor = f"{base / secs:.2f}x" if base else "-"
+        target = {4: ">= 3.6x", 8: ">= 6.5x"}.get(size, "")
+        print(f"| {n}-PO batch, {size} worker(s): median seconds, speedup | 3-4x at 4+ | "
+              f"{target} | {secs:.1f} s, {factor} |")
+    print("\nMemory per worker (PSS of Python + driver + browser, 4 workers, after 12 POs):")
+    print("| browser configuration | median MB | max MB | POs ok/failed |\n|---|---|---|---|")
+    for name, rows in memory.items():
+        ok = sum(r["ok"] for r in rows)
+        failed = sum(r["failed"] for r in rows)
+        print(f"| {name} | {statistics.median(r['pss_mb'] for r in rows):.0f} | "
+              f"{max(r['max_mb'] for r in rows):.0f} | {ok}/{failed} |")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--sizes", default="1,4,8")
+    args = parser.parse_args(argv)
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    bench = Bench(args.latency)
+    try:
+        print(f"speed: {args.batch} POs at {args.latency}s page latency, sizes {sizes}, "
+              f"{args.runs} runs; cpu count {os.cpu_count()}", flush=True)
+        speed = run_speed(bench, args.runs, args.batch, sizes, args.latency)
+        print("memory: 4 workers x 3 configurations", flush=True)
+        memory = run_memory(bench, args.runs)
+        report(speed, memory, args.batch)
+    finally:
+        bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
