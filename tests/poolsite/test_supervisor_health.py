@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +32,7 @@ def _data() -> None:
         {"worker_id": 0, "state": "busy", "memory_mb": 150.5},
         {"worker_id": 1, "state": "idle", "memory_mb": 140.0}])
     PoolHost.objects.create(name="gone:2", hostname="gone", pid=2, state="RUNNING",
-                            heartbeat_at=timezone.now() - timezone.timedelta(minutes=5),
+                            heartbeat_at=timezone.now() - timedelta(minutes=5),
                             workers=[{"worker_id": 0, "state": "busy"}])
 
 
