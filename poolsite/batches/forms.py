@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 from poolsite.batches.batch_import import site_presets
 from poolsite.batches.models import Status
@@ -45,3 +48,27 @@ class POFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "any status"), *Status.choices], required=False)
     supplier = forms.CharField(max_length=255, required=False)
     q = forms.CharField(label="PO number", max_length=64, required=False)
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """Stop reading an upload once it passes the limit, instead of spooling it to disk.
+
+    Django's own handlers would write a 10 GB upload to a temp file before the form's
+    size check ever ran.
+    """
+
+    def __init__(self, request: Any, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None

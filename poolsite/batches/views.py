@@ -22,11 +22,12 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from poolsite.batches import batch_export
 from poolsite.batches.batch_import import Upload, batch_create, parse_upload
-from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm
+from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm, UploadLimitHandler
 from poolsite.batches.models import (
     PENDING_STATUSES,
     RETRYABLE_STATUSES,
@@ -41,6 +42,7 @@ from poolsite.batches.models import (
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
 
 PAGE_SIZE = 100
+UPLOAD_FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart boundaries
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -61,9 +63,23 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     return render(request, "batches/list.html", _context(request, page=page))
 
 
+@csrf_exempt  # checked by _batch_upload, after the size limit is in place
 @operator_required
 def batch_upload(request: HttpRequest) -> HttpResponse:
+    """Check an uploaded file and show its preview (or its problems)."""
+    limit = settings.POOL_MAX_UPLOAD_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + UPLOAD_FORM_OVERHEAD:
+        return _too_large(request, limit)
+    limiter = UploadLimitHandler(request, limit)
+    request.upload_handlers = [limiter, *request.upload_handlers]
+    return _batch_upload(request, limiter)
+
+
+@csrf_protect
+def _batch_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpResponse:
     form = UploadForm(request.POST or None, request.FILES or None)
+    if limiter.exceeded:
+        return _too_large(request, limiter.limit)
     if request.method != "POST" or not form.is_valid():
         return render(request, "batches/upload.html", _context(request, form=form),
                       status=400 if request.method == "POST" else 200)
@@ -107,6 +123,12 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
                          outcome_message=f"{len(upload.rows)} POs imported")
     messages.success(request, f"Batch {batch.name!r} created with {batch.po_count} POs.")
     return redirect(batch)
+
+
+def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
+    return render(request, "batches/upload.html", _context(
+        request, form=UploadForm(), refusal=f"The file is over the limit of {limit:,} bytes: "
+        "nothing was stored. Split it into several batches."), status=400)
 
 
 def _refused(request: HttpRequest, form: UploadForm, upload: Upload) -> HttpResponse:

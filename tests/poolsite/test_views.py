@@ -7,7 +7,7 @@ import io
 import zipfile
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from poolsite.batches.models import Attempt, Batch, ControlAction, Document, Status
@@ -148,8 +148,25 @@ class UploadTestCase(BaseTestCase):
     def test_it_refuses_a_file_over_the_size_limit(self) -> None:
         with override_settings(POOL_MAX_UPLOAD_BYTES=100):
             response = self.post_file(GOOD_CSV * 3)
-        self.assertContains(response, "the limit is 100 bytes", status_code=400)
+        self.assertContains(response, "over the limit of 100 bytes", status_code=400)
         self.assertFalse(Batch.objects.exists())
+
+    def test_it_stops_reading_an_upload_over_the_limit(self) -> None:
+        with override_settings(POOL_MAX_UPLOAD_BYTES=1000):
+            response = self.post_file(GOOD_CSV * 200)
+        self.assertContains(response, "over the limit of 1,000 bytes", status_code=400)
+        with override_settings(POOL_MAX_UPLOAD_BYTES=10):
+            response = self.client.post(reverse("batch_upload"), {"x": "y"},
+                                        CONTENT_LENGTH=str(200 * 1024))
+        self.assertContains(response, "over the limit of 10 bytes", status_code=400)
+        self.assertFalse(Batch.objects.exists())
+
+    def test_it_still_checks_the_csrf_token_on_upload(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        upload = SimpleUploadedFile("a.csv", GOOD_CSV)
+        response = client.post(reverse("batch_upload"), {"file": upload, "preset": "demo"})
+        self.assertEqual(response.status_code, 403)
 
     def test_it_refuses_a_tampered_confirmation(self) -> None:
         data = {"token": "0" * 64, "filename": "x.csv", "preset": "demo"}
