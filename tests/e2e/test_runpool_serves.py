@@ -55,6 +55,8 @@ def test_it_loads_demo_data_idempotently_and_prints_the_password(
     second = _manage(fresh_env, "demo_data", "--no-input")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "as 'admin' with password" in first.stdout
+    assert "sample batch #1: 52 POs" in first.stdout
+    assert "sample batch" not in second.stdout  # not created twice
     password = first.stdout.split("with password '")[1].split("'")[0]
     assert f"with password '{password}'" in second.stdout  # same account, not reset
     secret = Path(fresh_env["POOL_DATA_DIR"]) / "demo-admin-password.txt"

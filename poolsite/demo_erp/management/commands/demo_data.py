@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 ADMIN_USERNAME = "admin"
+SAMPLE_BATCH = "Demo batch"
 
 
 class Command(BaseCommand):
@@ -57,4 +58,15 @@ class Command(BaseCommand):
         return password
 
     def _ensure_sample_batch(self) -> None:
-        """Create the sample batch of demo POs once (needs the batches app's importer)."""
+        """Create the sample batch once: 40 ordinary POs and the misbehaving ones."""
+        from poolsite.batches.batch_import import batch_import_rows
+        from poolsite.batches.models import Batch
+        from poolsite.demo_erp import catalog
+
+        if Batch.objects.filter(name=SAMPLE_BATCH).exists():
+            return
+        base = settings.POOL_DEMO_URL
+        rows = catalog.demo_batch(base, 40) + catalog.special_batch(base)
+        batch = batch_import_rows(rows, name=SAMPLE_BATCH, preset="demo",
+                                  notes="Demo POs on the demo procurement site")
+        self.stdout.write(f"sample batch #{batch.pk}: {batch.po_count} POs on {base}")
