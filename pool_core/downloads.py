@@ -1,11 +1,18 @@
 """Real browser downloads of a page's attachments, all at once, each with a deadline.
 
-    start_downloads(page, links)   click every link (a hidden <a download> per href, or
-                                   the element itself), collecting Download objects
+    start_downloads(page, links)   open every href in its own hidden, sandboxed iframe
+                                   (or click the element when it has no href),
+                                   collecting the browser's Download objects
     finish_downloads(...)          wait for each until its deadline, save it to the
                                    work folder, or cancel it and say why
 
 Downloads run in parallel (the site's latency is paid once, not once per file).
+Why iframes and not `<a download>`: Chromium hands an `<a download>` click straight
+to its download manager, outside request interception, so neither the context's
+routes nor the CDP Fetch guard would see it or its redirects (probed: a route that
+fulfilled the URL was ignored). An iframe navigation is intercepted like any other,
+redirect hops included; a response the browser shows instead of saving (an HTML
+page) lands harmlessly in the sandboxed frame and is reported at once.
 Playwright's Download.path() has no timeout: a stalled transfer would block the worker
 until its task is killed, so the wait goes through `asyncio.wait_for` on the
 implementation object (one private hop, kept here and nowhere else).
@@ -20,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import Download, Page
+from playwright.sync_api import Download, Frame, Page
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -30,12 +37,17 @@ log = logging.getLogger(__name__)
 
 # The final file name for a download's suggested name (sanitised, de-duplicated).
 NameFor = Callable[[str], str]
+POLL_S = 0.25
 
-_TRIGGER_JS = """(hrefs) => {
-  for (const href of hrefs) {
-    const a = document.createElement('a');
-    a.href = href; a.download = ''; a.rel = 'noopener'; a.style.display = 'none';
-    document.body.appendChild(a); a.click(); a.remove();
+FRAME_PREFIX = "poolsite-download-"
+_TRIGGER_JS = """(items) => {
+  for (const item of items) {
+    const frame = document.createElement('iframe');
+    frame.name = item.name;
+    frame.setAttribute('sandbox', 'allow-downloads');  // no scripts from what it shows
+    frame.style.display = 'none';
+    frame.src = item.href;
+    document.body.appendChild(frame);
   }
 }"""
 
@@ -50,6 +62,7 @@ class Transfer:
     sha256: str = ""  # set once the saved file is verified
     failure: str = ""  # DOWNLOAD_TIMEOUT | DOWNLOAD_FAILED | BLOCKED_URL | ...
     detail: str = ""
+    final_url: str = ""  # where the request ended (after redirects), when known
 
 
 @dataclass
@@ -60,10 +73,17 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
     arrived: list[Download] = field(default_factory=list)
     arrival_times: dict[int, float] = field(default_factory=dict)  # id(download) -> t
+    shown: dict[int, str] = field(default_factory=dict)  # transfer index -> URL shown
 
     def arrive(self, download: Download) -> None:
         self.arrived.append(download)
         self.arrival_times[id(download)] = time.monotonic()
+
+    def frame_navigated(self, frame: Frame) -> None:
+        """One of our frames displayed its response instead of downloading it."""
+        if frame.name.startswith(FRAME_PREFIX):
+            index = int(frame.name[len(FRAME_PREFIX):])
+            self.shown.setdefault(index, frame.url)
 
 
 def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
@@ -71,15 +91,16 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
     """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
     batch = Batch([Transfer(link) for link in links])
     page.on("download", lambda download: batch.arrive(download))
-    hrefs = []
-    for transfer in batch.transfers:
+    page.on("framenavigated", lambda frame: batch.frame_navigated(frame))
+    frames = []
+    for index, transfer in enumerate(batch.transfers):
         href = transfer.link.href
         if href and href in refused:
             transfer.failure, transfer.detail = "BLOCKED_URL", refused[href]
         elif href:
-            hrefs.append(href)
-    if hrefs:
-        page.evaluate(_TRIGGER_JS, hrefs)
+            frames.append({"href": href, "name": f"{FRAME_PREFIX}{index}"})
+    if frames:
+        page.evaluate(_TRIGGER_JS, frames)
     for transfer in batch.transfers:
         if transfer.link.click:
             selector = f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']"
@@ -102,8 +123,19 @@ def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
     """
     wanted = [t for t in batch.transfers if not t.failure]
     _await_arrivals(page, batch, len(wanted), batch.started + timeout_s)
+    for index, url in batch.shown.items():
+        transfer = batch.transfers[index]
+        transfer.final_url = url
+        if url.startswith("chrome-error:"):
+            transfer.failure = "DOWNLOAD_FAILED"
+            transfer.detail = f"{transfer.link.href}: the request failed"
+        else:
+            transfer.failure = "HTML_PAGE"
+            transfer.detail = f"{url[:200]}: the site showed a page instead of sending a file"
+    wanted = [t for t in wanted if not t.failure]
     _match_arrivals(batch, wanted)
     for transfer in wanted:
+        transfer.final_url = transfer.download.url if transfer.download is not None else ""
         if transfer.download is None:
             transfer.failure = "DOWNLOAD_TIMEOUT"
             transfer.detail = f"no download started within {timeout_s:g} s"
@@ -113,14 +145,15 @@ def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
 
 
 def _await_arrivals(page: Page, batch: Batch, count: int, deadline: float) -> None:
-    while len(batch.arrived) < count:
+    while len(batch.arrived) + len(batch.shown) < count:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
         try:
-            page.wait_for_event("download", timeout=remaining * 1000)
+            # In slices: a frame showing a page instead of downloading also ends a wait.
+            page.wait_for_event("download", timeout=min(remaining, POLL_S) * 1000)
         except PlaywrightTimeoutError:
-            return
+            continue
 
 
 def _match_arrivals(batch: Batch, wanted: list[Transfer]) -> None:

@@ -20,6 +20,7 @@ import fnmatch
 import hashlib
 import logging
 import mimetypes
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -59,6 +60,7 @@ from pool_core.verify import verify_file
 log = logging.getLogger(__name__)
 
 EVIDENCE_HTML_MAX_BYTES = 512 * 1024
+REJECTED_FILE_MAX_BYTES = 5 * 1024 * 1024  # a bad download is kept as evidence up to this
 DEFAULT_RETRY_AFTER_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
 # HTML_PAGE too: a session that expired mid-PO serves its sign-in page instead.
@@ -99,6 +101,7 @@ class _Attempt:
     supplier_seen: str = ""
     work: Path | None = None
     pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
+    rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -123,8 +126,10 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
     evidence: tuple[str, ...] = ()
     try:
         url = site.po_url(task.po_number, task.url)
-    except (UnsafeURLError, ValueError) as exc:  # refused scheme/host, or no URL at all
+    except UnsafeURLError as exc:  # a scheme or host the allow-list refuses
         return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
+    except ValueError as exc:  # no url, and the site has no base_url to build one
+        return _result(attempt, Outcome(POStatus.FAILED, "BAD_URL", str(exc)), ())
     try:
         with attempt.step("setup"):
             attempt.guard.install(context)
@@ -272,7 +277,7 @@ def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_n
     final = final_folder(attempt.job.output_root, task.batch,
                          task.supplier or attempt.supplier_seen, task.po_number)
     relative = final.relative_to(Path(attempt.job.output_root).resolve())
-    records = [_record(relative, t) for t in transfers if _verified(t)]
+    records = [_record(relative, t) for t in transfers if _verified(attempt, t)]
     if pdf is not None:
         (attempt.work / pdf_name).write_bytes(pdf)
         records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
@@ -294,8 +299,8 @@ def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_n
     return replace(outcome, files=tuple(records), folder=str(relative))
 
 
-def _verified(transfer: Transfer) -> bool:
-    """Verify a finished download in place; a bad file is deleted and marked failed."""
+def _verified(attempt: _Attempt, transfer: Transfer) -> bool:
+    """Verify a finished download; a bad file goes to the evidence and is marked failed."""
     if transfer.failure or transfer.path is None:
         return False
     verdict = verify_file(transfer.path, transfer.path.name)
@@ -303,6 +308,14 @@ def _verified(transfer: Transfer) -> bool:
         transfer.sha256 = verdict.sha256
         return True
     transfer.failure, transfer.detail = verdict.reason, verdict.detail
+    if 0 < verdict.size <= REJECTED_FILE_MAX_BYTES:
+        folder = _evidence_folder(attempt)
+        target = folder / safe_filename(f"{_evidence_stem(attempt, verdict.reason)}-"
+                                        f"{transfer.path.name}")
+        with suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.move(transfer.path, target)
+            attempt.rejected.append(str(target))
     transfer.path.unlink(missing_ok=True)
     return False
 
@@ -358,9 +371,9 @@ def _stop_if_blocked(attempt: _Attempt) -> None:
 
 
 def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
-    """A download redirected to the sign-in page: the session expired during the PO."""
+    """An attachment led to the sign-in page: the session expired during the PO."""
     for transfer in transfers:
-        url = transfer.download.url if transfer.download is not None else ""
+        url = transfer.final_url
         if url and any(fnmatch.fnmatchcase(url, p) for p in attempt.site.login_url_patterns):
             raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
                                 f"an attachment led to the sign-in page ({url[:200]}): "
@@ -390,16 +403,14 @@ def _wants_evidence(outcome: Outcome) -> bool:
 def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str, ...]:
     """Save a screenshot and the (size-capped) HTML of what the worker saw."""
     task = attempt.task
-    folder = Path(attempt.job.evidence_dir) / safe_component(task.batch, fallback="batch")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    stem = safe_component(f"{task.po_number}-attempt{task.attempt}-"
-                          f"{outcome.reason or outcome.status.value}-{stamp}")
-    saved: list[str] = []
+    folder = _evidence_folder(attempt)
+    stem = _evidence_stem(attempt, outcome.reason or outcome.status.value)
+    saved: list[str] = list(attempt.rejected)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         log.warning("no evidence folder %s", folder, exc_info=True)
-        return ()
+        return tuple(saved)
     shot, html = folder / f"{stem}.png", folder / f"{stem}.html"
     # Each on its own: a chrome-error page may refuse a screenshot yet show its HTML.
     try:
@@ -413,6 +424,16 @@ def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str
     except (PlaywrightError, OSError):
         log.warning("no HTML of %s", task.po_number, exc_info=True)
     return tuple(saved)
+
+
+def _evidence_folder(attempt: _Attempt) -> Path:
+    return Path(attempt.job.evidence_dir) / safe_component(attempt.task.batch, fallback="batch")
+
+
+def _evidence_stem(attempt: _Attempt, reason: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return safe_component(f"{attempt.task.po_number}-attempt{attempt.task.attempt}-"
+                          f"{reason}-{stamp}")
 
 
 def _close(attempt: _Attempt, page: Page | None) -> None:

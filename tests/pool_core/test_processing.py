@@ -269,6 +269,38 @@ def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones
     assert [f["url"] for f in manifest["failed"]] == [evil]
 
 
+def test_an_html_page_served_as_a_document_is_refused_and_kept_as_evidence(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    page_html = "<h1>PO 999002</h1><a href='/attachments/999002/0' title='attachment'>r</a>"
+    viewer = "<!DOCTYPE html><html><body>Document viewer: please enable JavaScript</body></html>"
+    signed_in.route("**/order_headers/999002", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=page_html))
+    signed_in.route("**/attachments/999002/0", lambda route: route.fulfill(
+        status=200, content_type="application/pdf", body=viewer,
+        headers={"Content-Disposition": 'attachment; filename="report.pdf"'}))
+    task = Task(key="k", po_number="PO999002", supplier="S", amount=Decimal(1),
+                url=f"{site.base_url}/order_headers/999002")
+    result = process_po(signed_in, task, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.FAILED, "HTML_PAGE", True)
+    assert not result.files and not any(p.is_file() for p in Path(job.output_root).rglob("*"))
+    kept = [p for p in result.evidence if p.endswith("report.pdf")]
+    assert kept and Path(kept[0]).read_text() == viewer
+
+
+def test_an_attachment_redirecting_off_the_allow_list_is_blocked(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    # The download's redirect hop is the one Playwright's routing alone would miss.
+    signed_in.route("**/attachments/999003/0", lambda route: route.fulfill(
+        status=302, headers={"Location": f"{site.canary_url}/stolen.pdf"}))
+    task = Task(key="k", po_number="PO999003", supplier="S", amount=Decimal(1),
+                url=f"{site.base_url}/order_headers/999003")
+    result = process_po(signed_in, task, job)
+    assert (result.status, result.reason) == (POStatus.FAILED, "BLOCKED_URL")
+    assert "stolen.pdf" in result.message
+    assert site.canary_hits == 0
+
+
 def test_a_browser_that_cannot_print_still_files_the_attachments(
         signed_in: BrowserContext, site: DemoSite, job: JobEnv,
         monkeypatch: pytest.MonkeyPatch) -> None:
