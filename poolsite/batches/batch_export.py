@@ -158,8 +158,9 @@ def zip_stream(documents: Iterable[Document]) -> Iterator[bytes]:
             if path is None or not path.is_file():
                 missing.append(document.path)
                 continue
-            with path.open("rb") as source, \
-                    zf.open(document.path, "w", force_zip64=True) as target:
+            # The resolved name, never the stored one: "a/../b" must not reach an unzipper.
+            name = path.relative_to(Path(settings.OUTPUT_DIR).resolve()).as_posix()
+            with path.open("rb") as source, zf.open(name, "w", force_zip64=True) as target:
                 while chunk := source.read(CHUNK):
                     target.write(chunk)
                     yield pipe.take()

@@ -7,6 +7,7 @@ Every view is wrapped by `viewer_required` (see, download) or `operator_required
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from poolsite.batches.roles import can_operate, operator_required, viewer_requir
 
 PAGE_SIZE = 100
 UPLOAD_FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart boundaries
+STALE_PREVIEW_SECONDS = 24 * 3600
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -144,11 +146,26 @@ def _stage_dir() -> Path:
 
 def _stage(sha256: str, data: bytes) -> None:
     """Keep a previewed file until it is confirmed (and after: it is the batch's source)."""
-    path = _stage_dir() / sha256
+    folder = _stage_dir()
+    _forget_stale_previews(folder)
+    path = folder / sha256
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+
+def _forget_stale_previews(folder: Path) -> None:
+    """Delete previews nobody confirmed within a day; confirmed ones are batch sources."""
+    cutoff = time.time() - STALE_PREVIEW_SECONDS
+    stale = {p.name: p for p in folder.iterdir() if p.stat().st_mtime < cutoff}
+    if not stale:
+        return
+    kept = set(Batch.objects.filter(source_sha256__in=stale).values_list("source_sha256",
+                                                                         flat=True))
+    for name, path in stale.items():
+        if name not in kept:
+            path.unlink(missing_ok=True)
 
 
 def _staged(sha256: str) -> bytes | None:

@@ -134,6 +134,17 @@ class UploadTestCase(BaseTestCase):
         self.assertContains(response, "March")
         self.assertContains(response, '<td class="num">2</td>', count=2)  # POs and pending
 
+    def test_it_forgets_previews_nobody_confirmed(self) -> None:
+        import os
+
+        self.post_file(GOOD_CSV)
+        uploads = self.tmp / "uploads"
+        (stale,) = uploads.iterdir()
+        os.utime(stale, (0, 0))
+        self.post_file(GOOD_CSV.replace(b"PO200002", b"PO200003"))
+        self.assertEqual(len(list(uploads.iterdir())), 1)
+        self.assertFalse(stale.exists())
+
     def test_it_lists_every_problem_and_stores_nothing(self) -> None:
         data = b"po_number,supplier,amount\nPO1,Acme,12x\nPO1,,1\n"
         response = self.post_file(data)
@@ -232,6 +243,14 @@ class PagesTestCase(BaseTestCase):
         document = Document.objects.get()
         self.assertEqual(archive.namelist(), [document.path])
         self.assertEqual(archive.read(document.path), b"%PDF-1.4 invoice")
+
+    def test_it_names_zip_entries_by_their_resolved_path(self) -> None:
+        document = Document.objects.get()
+        folder, name = document.path.rsplit("/", 1)
+        Document.objects.filter(pk=document.pk).update(path=f"{folder}/../{folder.split('/')[-1]}/{name}")
+        response = self.client.get(reverse("batch_documents_zip", args=[self.batch.pk]))
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+        self.assertEqual(archive.namelist(), [document.path])
 
     def test_it_exports_results_as_csv(self) -> None:
         response = self.client.get(reverse("batch_export", args=[self.batch.pk, "csv"]))
