@@ -246,7 +246,7 @@
 
   function fillCard(node, card) {
     node.className = `card state-${card.state || "unknown"}`;
-    node.querySelector(".wid").replaceChildren(`${card.host} · `, el("b", "", card.worker_id));
+    node.querySelector(".wid").replaceChildren(el("b", "", card.worker_id), " ", el("span", "muted", card.host));
     node.querySelector(".badge").textContent = card.state || "?";
     const field = (name) => node.querySelector(`[data-f="${name}"]`);
     field("po_number").textContent = card.po_number || "—";
@@ -442,6 +442,10 @@
       } else {
         if ("throughput_per_min" in pool) batch.throughput_per_min = pool.throughput_per_min;
         if ("eta_seconds" in pool) batch.eta_seconds = pool.eta_seconds;
+        else if (pool.counts) {
+          const rate = batch.throughput_per_min;
+          batch.eta_seconds = rate > 0 && batch.pending ? Math.round((batch.pending * 60) / rate) : null;
+        }
       }
     }
   }
