@@ -81,9 +81,11 @@ class Batch:
 
     def frame_navigated(self, frame: Frame) -> None:
         """One of our frames displayed its response instead of downloading it."""
-        if frame.name.startswith(FRAME_PREFIX):
-            index = int(frame.name[len(FRAME_PREFIX):])
-            self.shown.setdefault(index, frame.url)
+        suffix = frame.name[len(FRAME_PREFIX):]
+        if frame.name.startswith(FRAME_PREFIX) and suffix.isdigit():
+            index = int(suffix)
+            if index < len(self.transfers) and frame.url != "about:blank":
+                self.shown.setdefault(index, frame.url)
 
 
 def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
