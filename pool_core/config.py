@@ -94,6 +94,7 @@ class WorkerSpec:
     launch_timeout_s: float
     recycle_browser_after: int  # relaunch the browser after this many POs (0: never)
     node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
+    node_compile_cache: str  # NODE_COMPILE_CACHE folder shared by drivers ("": none)
     owner_pid: int  # the supervisor's pid: the worker exits when it dies
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ MIN_WORKERS, MAX_WORKERS = 1, 8
 # Browser flags that fold Chromium into one process: ~40 MB less per worker, but a
 # renderer crash takes the whole browser down (see bench/bench_pool.py).
 LOW_MEMORY_BROWSER_ARGS = ("--single-process", "--no-zygote")
+NODE_CACHE_DIR = "poolsite-node-compile-cache"
 
 
 def _check_size(size: Any) -> int:
@@ -78,6 +80,8 @@ class WorkerPool:
         low_memory_browser: add --single-process --no-zygote (less memory, less stable).
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
+        node_compile_cache: folder for Node's code cache, shared by all drivers and kept
+            between runs (default: <system temp>/poolsite-node-compile-cache; "" disables).
         nav_timeout / download_timeout: seconds, passed to the job in JobEnv.
         startup_timeout: seconds a worker may take to become ready.
         task_source: a TaskSource to pull from when start_processing() gets no list.
@@ -106,6 +110,7 @@ class WorkerPool:
         low_memory_browser: bool = False,
         extra_browser_args: Sequence[str] = (),
         node_options: str = "--max-semi-space-size=1",
+        node_compile_cache: str | None = None,
         nav_timeout: float = 30.0,
         download_timeout: float = 60.0,
         startup_timeout: float = 30.0,
@@ -141,7 +146,9 @@ class WorkerPool:
             evidence_dir=os.path.join(os.path.abspath(output_root), "_evidence"), site=site,
             nav_timeout_s=nav_timeout, download_timeout_s=download_timeout,
             launch_timeout_s=min(startup_timeout, 30.0),
-            recycle_browser_after=recycle_browser_after, node_options=node_options)
+            recycle_browser_after=recycle_browser_after, node_options=node_options,
+            node_compile_cache=os.path.join(tempfile.gettempdir(), NODE_CACHE_DIR)
+            if node_compile_cache is None else node_compile_cache)
         self._browser_path = browser_path
         self._browser_args = (*launch_args(),
                               *(LOW_MEMORY_BROWSER_ARGS if low_memory_browser else ()),

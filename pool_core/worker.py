@@ -278,6 +278,9 @@ def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:
     tempfile.tempdir = None
     if spec.node_options:
         os.environ["NODE_OPTIONS"] = spec.node_options
+    if spec.node_compile_cache:
+        # Node's on-disk code cache: the driver loads Playwright's JS ~25% cheaper.
+        os.environ["NODE_COMPILE_CACHE"] = spec.node_compile_cache
 
 
 def _exit_with_parent(root: WorkerRoot) -> None:
