@@ -135,6 +135,13 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Every field is read-only: the change permission is only for the retry action.
+        extra_context = {**(extra_context or {}), "show_save": False,
+                         "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.action(description="Retry selected failed POs", permissions=["change"])
     def retry_selected_failed(self, request: HttpRequest, queryset: POQuerySet) -> None:
         for batch_id in queryset.retryable().values_list("batch_id", flat=True).distinct():

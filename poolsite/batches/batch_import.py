@@ -32,6 +32,7 @@ from poolsite.batches.models import (
     Batch,
     PurchaseOrder,
     Status,
+    amount_text,
 )
 from poolsite.batches.upload_read import (
     ImportRefused,
@@ -111,8 +112,8 @@ class Upload:
         return [(row, [row.extra.get(c, "") for c in self.extra_columns])
                 for row in self.rows[:n]]
 
-    def total_amount(self) -> Decimal:
-        return sum((row.amount for row in self.rows), Decimal(0))
+    def total_amount(self) -> str:
+        return amount_text(sum((row.amount for row in self.rows), Decimal(0)))
 
     def supplier_count(self) -> int:
         return len({row.supplier for row in self.rows})
