@@ -50,6 +50,11 @@ class PermissionsTestCase(BaseTestCase):
                 self.assertEqual(response.status_code, 302)
                 self.assertTrue(response["Location"].startswith("/accounts/login/"))
 
+    def test_it_has_a_login_page(self) -> None:
+        response = self.client.get("/accounts/login/?next=/batches/")
+        self.assertContains(response, 'name="next" value="/batches/"')
+        self.assertContains(response, 'id="id_password"')
+
     def test_it_forbids_everything_to_a_user_without_a_role(self) -> None:
         self.client.force_login(self.charlie)
         for url in self.viewer_urls():
