@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,26 @@ def discard(work: Path | None) -> None:
     """Delete a work folder that will not be published (failed attempt)."""
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def sweep_stale_work(output_root: str | Path, older_than_s: float = 24 * 3600) -> int:
+    """Delete work folders a killed worker left behind; return how many.
+
+    Age-based, so folders of workers still running (minutes old) are never touched.
+    """
+    work_root = Path(output_root) / WORK_DIR_NAME
+    if not work_root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in work_root.iterdir():
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _exchange(first: Path, second: Path) -> bool:
