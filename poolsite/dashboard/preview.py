@@ -54,11 +54,7 @@ def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:
     done = ids[: int(pos * done_share)]
     failed = done[3::14][: len(FAILURE_KINDS) * 2]
     running = ids[len(done): len(done) + workers]
-    for index, po_id in enumerate(done):
-        at = now - timedelta(seconds=(len(done) - index) * 1100 / max(1, len(done)))
-        status = random.choice((Status.COMPLETED,) * 8 + (Status.PARTIAL, Status.NO_ATTACHMENTS))
-        PurchaseOrder.objects.filter(pk=po_id).update(
-            status=status, attempts=1, first_attempt_at=at, last_attempt_at=at)
+    _finish(done, now)
     for index, po_id in enumerate(failed):
         status, reason, message = FAILURE_KINDS[index % len(FAILURE_KINDS)]
         _record_failure(batch, po_id, status, reason, message, index)
@@ -80,6 +76,21 @@ def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:
     plan.save()
     _events(host, now)
     return batch
+
+
+def _finish(done: list[int], now: Any, minutes: int = 20) -> None:
+    """Mark POs finished, spread over the last `minutes` (a few UPDATEs per minute)."""
+    per_minute = max(1, -(-len(done) // minutes))
+    for minute, start in enumerate(range(0, len(done), per_minute)):
+        at = now - timedelta(minutes=minutes - minute, seconds=-random.uniform(0, 50))
+        chunk = done[start:start + per_minute]
+        cut_a, cut_b = len(chunk) * 8 // 10, len(chunk) * 9 // 10
+        for part, status in ((chunk[:cut_a], Status.COMPLETED),
+                             (chunk[cut_a:cut_b], Status.PARTIAL),
+                             (chunk[cut_b:], Status.NO_ATTACHMENTS)):
+            if part:
+                PurchaseOrder.objects.filter(pk__in=part).update(
+                    status=status, attempts=1, first_attempt_at=at, last_attempt_at=at)
 
 
 def worker_card(host: str, number: int, po_number: str | None, *, done: int = 0) -> dict[str, Any]:

@@ -213,7 +213,7 @@ def _failures(batch: Batch | None) -> list[dict[str, Any]]:
         "status": po.status, "reason": po.reason, "message": po.message[:300],
         "attempts": po.attempts, "at": epoch(po.last_attempt_at),
         "url": _url_or_none("po_detail", po.pk),
-        "screenshot_url": (reverse("dashboard_screenshot", args=[shots[po.pk].pk])
+        "screenshot_url": (_url_or_none("attempt_screenshot", shots[po.pk].pk)
                            if po.pk in shots else None),
     } for po in latest]
 

@@ -5,6 +5,4 @@ from poolsite.dashboard import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("dashboard/control/", views.control, name="dashboard_control"),
-    path("dashboard/screenshots/<int:attempt_id>/", views.screenshot,
-         name="dashboard_screenshot"),
 ]

@@ -1,4 +1,4 @@
-"""The dashboard page, its no-JS control form, and failure screenshots.
+"""The dashboard page and its no-JS control form.
 
 The page renders the same snapshot the WebSocket sends, so it is complete without
 JavaScript; with it, dashboard.js keeps it live. Controls post here when scripts are
@@ -8,18 +8,14 @@ off: CSRF, login and the operator role are checked, then `request_control` decid
 from __future__ import annotations
 
 import logging
-import mimetypes
-from pathlib import Path
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from poolsite.batches.models import Attempt
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
 from poolsite.dashboard.control_messages import (
     DESTRUCTIVE,
@@ -73,20 +69,3 @@ def _announce() -> None:
         log.info("dashboards not told about a control; they see it on the next update",
                  exc_info=True)
 
-
-@require_GET
-@viewer_required
-def screenshot(request: HttpRequest, attempt_id: int) -> FileResponse:
-    """Serve an attempt's failure screenshot from the output root, nowhere else."""
-    attempt = get_object_or_404(Attempt.objects.only("screenshot", "po_id"), pk=attempt_id)
-    if not attempt.screenshot:
-        raise Http404("this attempt has no screenshot")
-    root = Path(settings.OUTPUT_DIR).resolve()
-    path = (root / attempt.screenshot).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise Http404("screenshot not found")
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if not content_type.startswith("image/"):
-        raise Http404("not an image")
-    return FileResponse(path.open("rb"), content_type=content_type, as_attachment=False,
-                        filename=f"attempt-{attempt.pk}-{path.name}")

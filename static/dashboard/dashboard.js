@@ -467,10 +467,14 @@
     if (newCard) renderWorkers();
     const pool = message.pool || {};
     if (Object.keys(pool).length) {
+      // Redraw only what changed: most updates only move a worker card.
+      const before = [JSON.stringify([state.hosts, state.plan.state]), JSON.stringify(state.batch)];
       mergePool(pool);
-      renderHeadline();
-      renderControls();
-      renderProgress();
+      if (JSON.stringify([state.hosts, state.plan.state]) !== before[0]) {
+        renderHeadline();
+        renderControls();
+      }
+      if (JSON.stringify(state.batch) !== before[1]) renderProgress();
     }
     if (message.events && message.events.length) {
       state.events = message.events.slice().reverse().concat(state.events).slice(0, MAX_EVENTS);
