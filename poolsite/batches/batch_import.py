@@ -374,7 +374,7 @@ def _validate_row(number: int, cells: list[Any], layout: Layout,
     elif len(supplier) > MAX_SUPPLIER:
         problem("supplier", f"supplier is longer than {MAX_SUPPLIER} characters", supplier)
     amount, why = parse_amount(_cell(cells, layout.index["amount"]))
-    if why:
+    if why and not texts["amount"].startswith("="):  # a formula is reported once, above
         problem("amount", why, _cell(cells, layout.index["amount"]))
     url = _row_url(texts.get("url", ""), po_number, upload,
                    lambda message, value: problem("url", message, value))

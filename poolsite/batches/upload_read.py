@@ -170,7 +170,8 @@ def _fill(table: Table, rows: Iterator[tuple[int, Any]], max_rows: int,
                 raise refuse(f"more than {blank_allowance:,} blank rows")
             continue
         if len(cells) > MAX_COLUMNS:
-            raise refuse(f"{len(cells)} columns; the limit is {MAX_COLUMNS}", row=number)
+            raise refuse(f"more than {MAX_COLUMNS} columns; the limit is {MAX_COLUMNS}",
+                         row=number)
         if not table.headers:
             table.headers = [header_text(cell) for cell in cells]
             continue
@@ -212,7 +213,10 @@ def _read_xlsx(data: bytes, sheet: str | None, max_rows: int,
         worksheet = workbook[sheet or names[0]]
         table = Table(headers=[], kind="xlsx", sheet=worksheet.title)
         estimate = getattr(worksheet, "max_row", None) or 0
-        rows = worksheet.iter_rows(values_only=True, max_col=MAX_COLUMNS + 1)
+        # Read-only rows are padded to max_col: ask for no more than the sheet's width.
+        width = min(getattr(worksheet, "max_column", None) or MAX_COLUMNS + 1,
+                    MAX_COLUMNS + 1)
+        rows = worksheet.iter_rows(values_only=True, max_col=width)
         try:
             _fill(table, enumerate(rows, start=1), max_rows, progress, estimate)
         except ImportRefused:

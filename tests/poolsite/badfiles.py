@@ -101,7 +101,7 @@ def corpus() -> list[BadFile]:
                  "row 3", "value 'surplus'", "4 values but only 3 columns have a header"),
         csv_file("too-many-columns.csv",
                  ",".join(["po_number", "supplier", "amount"] + [f"x{i}" for i in range(120)])
-                 + "\n", "row 1", "123 columns; the limit is 100"),
+                 + "\n", "row 1", "more than 100 columns; the limit is 100"),
         csv_file("unterminated-quote.csv", HEADER + 'PO200001,"Acme,10\n',
                  "malformed CSV", "unexpected end of data"),
         csv_file("huge.csv", HEADER + GOOD * 2000, "bytes; the limit is 10,000 bytes",
@@ -208,6 +208,9 @@ def corpus() -> list[BadFile]:
                  "row 3, column B (Supplier), value '': supplier is missing",
                  "row 4, column C (Amount), value 'n/a': not a decimal amount",
                  "row 4, column A (PO Number), value 'PO1': duplicate PO number")),
+        BadFile("too-many-columns.xlsx",
+                xlsx([["PO Number", "Supplier", "Amount", *range(120)], ["PO1", "Acme", 1]]),
+                ("row 1: more than 100 columns; the limit is 100",)),
         BadFile("xlsx-missing-column.xlsx", xlsx([["PO Number", "Amount"], ["PO1", 5]]),
                 ("row 1, column supplier: required column is missing",)),
         BadFile("sheet-name-for-csv.csv", (HEADER + GOOD).encode(),

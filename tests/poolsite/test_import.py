@@ -100,6 +100,13 @@ class ImportTestCase(TestCase):
         self.assertEqual([(r.row, r.po_number, r.supplier) for r in upload.rows],
                          [(3, "PO1", "Acme"), (5, "PO2", "Acme")])
 
+    def test_it_reports_one_problem_per_cell(self) -> None:
+        data = xlsx([["PO Number", "Supplier", "Amount"], ["PO1", "Acme", "=SUM(1,2)"]])
+        upload = parse_upload(data, filename="x.xlsx", preset="demo")
+        self.assertEqual([str(p) for p in upload.problems],
+                         ["row 2, column C (Amount), value '=SUM(1,2)': looks like a "
+                          "spreadsheet formula: import values only"])
+
     def test_it_keeps_explicit_allowed_urls(self) -> None:
         data = b"po_number,supplier,amount,url\nPO1,A,1,https://acme.coupahost.com/order_headers/1\n"
         batch = batch_import(data, filename="c.csv", preset="coupa")
