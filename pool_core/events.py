@@ -168,8 +168,8 @@ class EventBus:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far has been delivered."""
-        if self._callback is None:
-            return True
+        if self._callback is None or threading.current_thread() is self._thread:
+            return True  # the callback itself asked: waiting for ourselves would deadlock
         marker = threading.Event()
         self._queue.put(marker)
         self._ensure_thread()

@@ -127,6 +127,8 @@ class Supervisor(threading.Thread):
         self._janitor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pool-janitor")
         self._mp = multiprocessing.get_context("spawn")
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()
+        self._wake_closed = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._monitor = threading.Thread(target=self._monitor_memory, name="pool-memory",
@@ -134,8 +136,10 @@ class Supervisor(threading.Thread):
 
     # -- called by WorkerPool (any thread) -----------------------------------------------
     def wake(self) -> None:
-        with contextlib.suppress(OSError):  # already awake (pipe full), or finished
-            os.write(self._wake_w, b"x")
+        # Never write after _shut_down closed the pipe: the fd number may be reused.
+        with self._wake_lock, contextlib.suppress(OSError):  # OSError: pipe full, awake
+            if not self._wake_closed:
+                os.write(self._wake_w, b"x")
 
     def request_stop(self, timeout: float) -> None:
         """Finish current POs, stop workers, kill those still busy after `timeout`."""
@@ -218,7 +222,7 @@ class Supervisor(threading.Thread):
             for w in self.workers.values():
                 if w.state == "busy" and not w.kill_reason:
                     timeout = min(timeout, w.task_sent + self.options.max_task_timeout_s - now)
-            if self.stop_requested:
+            if self.stop_requested and any(not w.kill_reason for w in self.workers.values()):
                 timeout = min(timeout, self.stop_deadline - now)
             if any(w.state == "idle" for w in self.workers.values()):
                 due = self.source.next_ready_at()
@@ -586,8 +590,11 @@ class Supervisor(threading.Thread):
         for future in list(self._cleanups):
             future.result()
         self._janitor.shutdown(wait=True)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._monitor.join(10)
+        with self._wake_lock:
+            self._wake_closed = True
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
         with self.cond:
             self.book.ended = time.monotonic()
             if self.fatal and self.states.state is not PoolStatus.ERROR:

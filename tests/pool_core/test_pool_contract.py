@@ -368,9 +368,15 @@ def test_it_survives_concurrent_calls_from_many_threads(
     if pool.status is PoolStatus.PAUSED:
         pool.resume_processing()
     assert pool.wait_until_done(60)
-    stoppers = [threading.Thread(target=lambda: results.append(pool.stop_processing(10)))
-                for _ in range(3)]
-    results: list[bool] = []
+    results: list[bool | str] = []
+
+    def stop() -> None:
+        try:
+            results.append(pool.stop_processing(10))
+        except RuntimeError:
+            results.append("already idle")  # came after the first stop had finished
+
+    stoppers = [threading.Thread(target=stop) for _ in range(3)]
     for t in stoppers:
         t.start()
     for t in stoppers:
@@ -379,7 +385,7 @@ def test_it_survives_concurrent_calls_from_many_threads(
     for t in threads[:3]:
         t.join(10)
     assert not errors, errors
-    assert results == [True, True, True]
+    assert len(results) == 3 and True in results and set(results) <= {True, "already idle"}
     records = pool.get_records()
     assert len(records) == n and all(r.status is POStatus.COMPLETED for r in records)
     assert pool.status is PoolStatus.IDLE
