@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def report(rows: list[dict], latency: float) -> dict:
               f"{r['site_wait_s']:5.1f} {r['overhead_s'] * 1000:5.0f}ms  "
               + " ".join(f"{r['steps'].get(s, 0.0):8.3f}" for s in STEPS))
     summary = {
-        "latency_s": latency, "pos": len(rows),
+        "latency_s": latency, "pos": len(rows), "load_average_1m": os.getloadavg()[0],
         "median_s_per_po": statistics.median(r["wall_s"] for r in rows),
         "median_overhead_ms": 1000 * statistics.median(r["overhead_s"] for r in rows),
         "max_overhead_ms": 1000 * max(r["overhead_s"] for r in rows),
@@ -108,7 +109,8 @@ def report(rows: list[dict], latency: float) -> dict:
     }
     print(f"\nmedian {summary['median_s_per_po']:.3f} s per PO at {latency:g} s latency; "
           f"overhead beyond the site's latency: median {summary['median_overhead_ms']:.0f} ms, "
-          f"max {summary['max_overhead_ms']:.0f} ms (target <= 300 ms median)")
+          f"max {summary['max_overhead_ms']:.0f} ms (target <= 300 ms median); "
+          f"load average {summary['load_average_1m']:.1f} on {os.cpu_count()} CPUs")
     print("median per step (s): " + ", ".join(
         f"{k} {v:.3f}" for k, v in summary["median_step_s"].items()))
     return summary
