@@ -222,8 +222,10 @@ def test_it_never_sweeps_a_living_pool_or_another_browser(
         root.mkdir()
         started = psutil.Process(pid).create_time() if pid != dead.pid else 1.0
         (root / "owner.json").write_text(json.dumps({"pid": pid, "create_time": started}))
-    orphan = subprocess.Popen(["sh", "-c", f"sleep 60; : {stale}"])
-    bystander = subprocess.Popen(["sh", "-c", f"sleep 60; : {living}"])
+    # Stand-ins for browsers: their command lines name a root, like --user-data-dir.
+    sleeper = "import time; time.sleep(60)"
+    orphan = subprocess.Popen([sys.executable, "-c", sleeper, str(stale)])
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper, str(living)])
     try:
         report = ProfileManager(temp_dir=str(roots_dir)).sweep_stale()
         assert report.roots_removed == 1 and report.processes_killed >= 1
