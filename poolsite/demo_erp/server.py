@@ -4,8 +4,13 @@
     site.base_url            # http://127.0.0.1:PORT
     site.signin_url("/")     # visiting it signs a browser in
     site.storage_state()     # a Playwright storage state with a live session
+    site.expire_sessions()   # sign every browser out (an SSO time-out)
     site.hits("/order_headers/")
     site.stop()
+
+Sessions are HMAC-signed tokens (`<generation>.<nonce>.<mac>`), so with a stable
+`secret` they survive a restart of the site; `expire_sessions()` bumps the generation,
+which invalidates every token issued before.
 
 A second listener on 127.0.0.2 is the "canary": a host outside every allow-list.
 Tests prove that no worker ever reaches it (`canary_hits`).
@@ -13,6 +18,8 @@ Tests prove that no worker ever reaches it (`canary_hits`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -28,13 +35,15 @@ SESSION_COOKIE = "demo_session"
 DEMO_PASSWORD = "demo-password"
 # Hanging pages and stalled downloads wait at most this long (or until stop()).
 HANG_SECONDS = 600.0
+SESSION_MAX_AGE = 8 * 3600  # seconds; the sign-in cookie's lifetime, as an SSO's would be
 
 
 class DemoSite:
     """A Coupa-like procurement site on 127.0.0.1, with a canary host beside it."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
-                 canary_host: str = "127.0.0.2", require_login: bool = True) -> None:
+                 canary_host: str = "127.0.0.2", require_login: bool = True,
+                 secret: bytes | str | None = None) -> None:
         self.host = host
         self.port = port
         self.latency = latency
@@ -43,7 +52,10 @@ class DemoSite:
         self.down = False  # answer 503 to everything (an outage)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._sessions: set[str] = set()
+        if isinstance(secret, str):
+            secret = secret.encode()
+        self._secret = secret or secrets.token_bytes(32)
+        self._generation = 0
         self._hits: Counter[str] = Counter()
         self._canary_hits = 0
         self._server: ThreadingHTTPServer | None = None
@@ -82,19 +94,27 @@ class DemoSite:
 
     # -- sessions ------------------------------------------------------------------
     def new_session(self) -> str:
-        token = secrets.token_urlsafe(24)
         with self._lock:
-            self._sessions.add(token)
-        return token
+            body = f"{self._generation}.{secrets.token_urlsafe(18)}"
+        return f"{body}.{self._mac(body)}"
 
     def is_session(self, token: str | None) -> bool:
+        generation, _, rest = (token or "").partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (generation.isdigit() and nonce and mac):
+            return False
         with self._lock:
-            return token is not None and token in self._sessions
+            current = self._generation
+        return int(generation) == current and hmac.compare_digest(
+            mac, self._mac(f"{generation}.{nonce}"))
 
     def expire_sessions(self) -> None:
         """Sign every browser out, as an SSO session timing out would."""
         with self._lock:
-            self._sessions.clear()
+            self._generation += 1
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()[:32]
 
     def signin_url(self, return_to: str = "/order_headers") -> str:
         return f"{self.base_url}/sessions/auto?return_to={quote(return_to)}"
@@ -102,7 +122,8 @@ class DemoSite:
     def storage_state(self) -> dict[str, Any]:
         """A Playwright storage_state dict holding a fresh signed-in session."""
         cookie = {"name": SESSION_COOKIE, "value": self.new_session(), "domain": self.host,
-                  "path": "/", "expires": -1, "httpOnly": True, "secure": False,
+                  "path": "/", "expires": int(time.time()) + SESSION_MAX_AGE,
+                  "httpOnly": True, "secure": False,
                   "sameSite": "Lax"}
         return {"cookies": [cookie], "origins": []}
 
@@ -258,7 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _sign_in(self, return_to: str) -> None:
         token = self.site.new_session()
         target = return_to if return_to.startswith("/") and not return_to.startswith("//") else "/"
-        self._redirect(target, cookie=f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax")
+        self._redirect(target, cookie=f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; "
+                       f"SameSite=Lax; Max-Age={SESSION_MAX_AGE}")
 
     def _signed_in(self) -> bool:
         if not self.site.require_login:
