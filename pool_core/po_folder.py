@@ -39,6 +39,27 @@ def final_folder(output_root: str | Path, batch: str, supplier: str, po_number: 
     return inside(root, folder)
 
 
+def folder_for(final: Path, po_number: str) -> Path:
+    """`final`, or `final (2)`... when another PO's sanitised number took the name.
+
+    "PO:1" and "PO_1" both sanitise to "PO_1"; the second must not replace the first.
+    A folder whose manifest names this very PO is ours to replace (a re-run).
+    """
+    candidate, counter = final, 1
+    while (candidate / MANIFEST_NAME).is_file() and _manifest_po(candidate) != po_number:
+        counter += 1
+        candidate = final.with_name(f"{final.name} ({counter})")
+    return candidate
+
+
+def _manifest_po(folder: Path) -> str | None:
+    try:
+        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("po_number") if isinstance(data, dict) else None
+
+
 def new_work_folder(output_root: str | Path) -> Path:
     """A fresh hidden folder under the output root (same file system as the final one)."""
     work = Path(output_root) / WORK_DIR_NAME / uuid.uuid4().hex

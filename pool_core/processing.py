@@ -42,6 +42,7 @@ from pool_core.po_folder import (
     MANIFEST_NAME,
     discard,
     final_folder,
+    folder_for,
     new_work_folder,
     publish,
     write_manifest,
@@ -274,8 +275,9 @@ def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_n
           url: str) -> Outcome:
     assert attempt.work is not None
     task = attempt.task
-    final = final_folder(attempt.job.output_root, task.batch,
-                         task.supplier or attempt.supplier_seen, task.po_number)
+    final = folder_for(final_folder(attempt.job.output_root, task.batch,
+                                    task.supplier or attempt.supplier_seen, task.po_number),
+                       task.po_number)
     relative = final.relative_to(Path(attempt.job.output_root).resolve())
     records = [_record(relative, t) for t in transfers if _verified(attempt, t)]
     if pdf is not None:

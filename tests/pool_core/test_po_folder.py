@@ -9,6 +9,7 @@ from pathlib import Path
 from pool_core.po_folder import (
     WORK_DIR_NAME,
     final_folder,
+    folder_for,
     new_work_folder,
     publish,
     sweep_stale_work,
@@ -40,3 +41,13 @@ def test_it_sweeps_only_stale_work_folders(tmp_path: Path) -> None:
     os.utime(stale, (old, old))
     assert sweep_stale_work(tmp_path) == 1
     assert not stale.exists() and fresh.exists()
+
+
+def test_two_pos_whose_names_sanitise_alike_get_two_folders(tmp_path: Path) -> None:
+    first = final_folder(tmp_path, "b", "S", "PO:1")
+    assert first == final_folder(tmp_path, "b", "S", "PO_1")
+    work = new_work_folder(tmp_path)
+    (work / "manifest.json").write_text('{"po_number": "PO:1"}')
+    publish(work, folder_for(first, "PO:1"))
+    assert folder_for(first, "PO:1") == first  # a re-run replaces its own folder
+    assert folder_for(first, "PO_1") == first.with_name("PO_1 (2)")
