@@ -36,9 +36,17 @@ from pool_core.worker import split_process_fn
 
 log = logging.getLogger(__name__)
 MIN_WORKERS, MAX_WORKERS = 1, 8
-# Browser flags that fold Chromium into one process: ~40 MB less per worker, but a
-# renderer crash takes the whole browser down (see bench/bench_pool.py).
-LOW_MEMORY_BROWSER_ARGS = ("--single-process", "--no-zygote")
+# Extra Chromium flags per browser_mode; figures from bench/bench_pool.py (4 workers):
+# "lean" drops the two zygote processes and runs the GPU service in the browser
+# process: ~15 MB less PSS per worker and a faster launch, no failures measured.
+# "single-process" saves a little more but crashed the browser when a fresh context
+# was opened after another closed (Trace/breakpoint trap): measured, not recommended.
+# Both need --no-sandbox (Chromium refuses --no-zygote with its sandbox on).
+BROWSER_MODES: dict[str, tuple[str, ...]] = {
+    "standard": (),
+    "lean": ("--no-zygote", "--in-process-gpu"),
+    "single-process": ("--single-process", "--no-zygote"),
+}
 NODE_CACHE_DIR = "poolsite-node-compile-cache"
 
 
@@ -48,6 +56,19 @@ def _check_size(size: Any) -> int:
         raise ValueError(f"pool size must be an int from {MIN_WORKERS} to {MAX_WORKERS}, "
                          f"got {size!r}")
     return size
+
+
+def _mode_args(mode: str | None) -> tuple[str, ...]:
+    unsandboxed = "--no-sandbox" in launch_args()
+    if mode is None:
+        mode = "lean" if unsandboxed else "standard"
+    if mode not in BROWSER_MODES:
+        raise ValueError(f"browser_mode must be one of {', '.join(BROWSER_MODES)}, "
+                         f"got {mode!r}")
+    if mode != "standard" and not unsandboxed:
+        raise ValueError(f"browser_mode {mode!r} needs Chromium without its sandbox "
+                         "(only when running as root in a container)")
+    return BROWSER_MODES[mode]
 
 
 class WorkerPool:
@@ -77,7 +98,9 @@ class WorkerPool:
         memory_check_interval: seconds between memory samples and heartbeats.
         recycle_browser_after: relaunch a worker's browser after this many POs.
         browser_path: Chromium executable (default: pool_core.browser.find_browser()).
-        low_memory_browser: add --single-process --no-zygote (less memory, less stable).
+        browser_mode: "standard", "lean" or "single-process" (see BROWSER_MODES); the
+            default is "lean" when the browser runs without its sandbox (as root), else
+            "standard".
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
         node_compile_cache: folder for Node's code cache, shared by all drivers and kept
@@ -107,7 +130,7 @@ class WorkerPool:
         memory_check_interval: float = 2.0,
         recycle_browser_after: int = 50,
         browser_path: str | None = None,
-        low_memory_browser: bool = False,
+        browser_mode: str | None = None,
         extra_browser_args: Sequence[str] = (),
         node_options: str = "--max-semi-space-size=1",
         node_compile_cache: str | None = None,
@@ -150,8 +173,7 @@ class WorkerPool:
             node_compile_cache=os.path.join(tempfile.gettempdir(), NODE_CACHE_DIR)
             if node_compile_cache is None else node_compile_cache)
         self._browser_path = browser_path
-        self._browser_args = (*launch_args(),
-                              *(LOW_MEMORY_BROWSER_ARGS if low_memory_browser else ()),
+        self._browser_args = (*launch_args(), *_mode_args(browser_mode),
                               *extra_browser_args)
         self._site = site
         self._task_source = task_source

@@ -316,6 +316,17 @@ def test_it_reports_a_missing_job_function_as_a_startup_error(
     pool.reset()
 
 
+@pytest.mark.parametrize("mode", ["standard"])  # the default, "lean", runs everywhere else
+def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mode: str) -> None:
+    pool = make_pool(1, browser_mode=mode)
+    pool.start_processing(catalog.demo_batch(site.base_url, 2))
+    assert pool.wait_until_done(30)
+    assert pool.get_results()[:2] == (2, 0)
+    assert pool.stop_processing(10)
+    with pytest.raises(ValueError, match="browser_mode"):
+        WorkerPool(1, browser_mode="tiny")
+
+
 def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory) -> None:
     pool = make_pool(1)
     pool.start_processing(catalog.demo_batch(site.base_url, 2))
