@@ -19,6 +19,7 @@
   const MAX_LATENCIES = 20000;
   const CHART_POINTS = 30;
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+  const RESYNC_MS = 60000; // a full snapshot now and then: the channel layer may drop updates
   const $ = (id) => document.getElementById(id);
 
   let state = JSON.parse(seed.textContent);
@@ -399,10 +400,24 @@
   }
 
   function askRefresh() {
-    // Something we cannot draw from a delta (a new host, another batch): ask for a snapshot.
+    // Something we cannot draw from a delta (a new host, another batch, a plan change):
+    // ask for a snapshot. Also the cure for updates the channel layer dropped.
     if (!ws || ws.readyState !== WebSocket.OPEN || Date.now() - refreshAsked < 2000) return;
     refreshAsked = Date.now();
     ws.send(JSON.stringify({ kind: "refresh" }));
+  }
+
+  let followUps = 0;
+  function followUpLeavingWorkers() {
+    // A stopping or dead worker leaves the host's row at its next heartbeat; look again
+    // a little later (a few times at most) so its card goes without a reload.
+    const leaving = Object.values(state.workers).some((c) => c.state === "stopping" || c.state === "dead");
+    if (!leaving || followUps >= 5) {
+      if (!leaving) followUps = 0;
+      return;
+    }
+    followUps += 1;
+    setTimeout(askRefresh, 3000);
   }
 
   function mergePool(pool) {
@@ -421,6 +436,7 @@
     if (pool.plan_state && pool.plan_state !== state.plan.state) {
       state.plan.state = pool.plan_state;
       state.allowed = state.allowed_by_state[pool.plan_state] || [];
+      askRefresh(); // the batch list (queued, failed) and plan reason move with it
     }
     if ("batch_id" in pool && pool.batch_id && (!state.batch || state.batch.id !== pool.batch_id)) {
       askRefresh();
@@ -461,8 +477,13 @@
       const slash = key.indexOf("/");
       const card = state.workers[key] || { host: key.slice(0, slash), worker_id: key.slice(slash + 1) };
       if (!state.workers[key]) newCard = true;
+      const wasLeaving = card.state === "stopping" || card.state === "dead";
       state.workers[key] = Object.assign(card, fields);
       if (!newCard) updateCard(key);
+      if (!wasLeaving && (card.state === "stopping" || card.state === "dead")) {
+        followUps = 0;
+        setTimeout(askRefresh, 3000);
+      }
     }
     if (newCard) renderWorkers();
     const pool = message.pool || {};
@@ -504,6 +525,7 @@
       window.poolDashboard.snapshots += 1;
       root.dataset.snapshots = window.poolDashboard.snapshots;
       renderAll();
+      followUpLeavingWorkers();
     } else if (message.kind === "update") applyUpdate(message);
     else if (message.kind === "control_result") onControlResult(message);
   }
@@ -558,6 +580,7 @@
     if (size) size.addEventListener("input", () => { size.dataset.dirty = "1"; });
   }
   setInterval(tickElapsed, 1000);
+  setInterval(askRefresh, RESYNC_MS);
   window.addEventListener("load", renderChart);
   renderControls();
   connect();
