@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -101,6 +102,7 @@ class Bench:
 
     def memory(self, size: int, n: int, **options: Any) -> dict[str, Any]:
         """PSS per worker tree after n POs, idle workers, 3 samples each."""
+        cpu_before = _children_cpu()
         pool = self.pool(size, None, **options)
         pool.start_processing(self.batch(n))
         pool.wait_until_done(300)
@@ -111,8 +113,14 @@ class Bench:
                 samples.append(tree_pss_mb(worker["pid"]))
         successful, failed, _ = pool.get_results()
         pool.stop_processing(30)
+        cpu = _children_cpu() - cpu_before  # reaped descendants: workers, drivers, browsers
         return {"pss_mb": statistics.median(samples), "max_mb": max(samples), "ok": successful,
-                "failed": failed}
+                "failed": failed, "cpu_per_po": cpu / n}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _poll_status(pool: WorkerPool, times: list[float], done: threading.Event) -> None:
@@ -139,16 +147,16 @@ def run_speed(bench: Bench, runs: int, n: int, sizes: tuple[int, ...],
 
 def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
     configs: dict[str, dict[str, Any]] = {
-        "lean (default): --no-zygote --in-process-gpu": {"browser_mode": "lean"},
-        "lean, no NODE_OPTIONS": {"browser_mode": "lean", "node_options": ""},
-        "standard flags": {"browser_mode": "standard"},
+        "standard (default)": {"browser_mode": "standard"},
+        "standard, no NODE_OPTIONS": {"browser_mode": "standard", "node_options": ""},
+        "lean: --no-zygote --in-process-gpu": {"browser_mode": "lean"},
         "--single-process --no-zygote": {"browser_mode": "single-process"},
     }
     bench.site.latency = 0.0
     results: dict[str, list[dict]] = {name: [] for name in configs}
     for _ in range(runs):
         for name, options in configs.items():
-            results[name].append(bench.memory(4, 12, **options))
+            results[name].append(bench.memory(4, 24, **options))
     return results
 
 
@@ -164,6 +172,10 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
     print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
           f"{p95(startups):.2f} s (median {statistics.median(startups):.2f} s, "
           f"{len(startups)} workers) |")
+    alone = [s for r in speed.get(1, []) for s in r["startups"]]
+    if alone:
+        print(f"| (for scale) startup of 1 worker alone, median | | | "
+              f"{statistics.median(alone):.2f} s |")
     print(f"| task distribution latency p95 | < 100 ms | <= 10 ms | {dist:.1f} ms |")
     print(f"| get_status() p95 during a run | < 50 ms | <= 1 ms | {p95(status_ms):.3f} ms "
           f"({len(status_ms)} calls) |")
@@ -177,13 +189,16 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
         target = {4: ">= 3.6x", 8: ">= 6.5x"}.get(size, "")
         print(f"| {n}-PO batch, {size} worker(s): median seconds, speedup | 3-4x at 4+ | "
               f"{target} | {secs:.1f} s, {factor} |")
-    print("\nMemory per worker (PSS of Python + driver + browser, 4 workers, after 12 POs):")
-    print("| browser configuration | median MB | max MB | POs ok/failed |\n|---|---|---|---|")
+    print("\nMemory per worker (PSS of Python + driver + browser, 4 workers idle after "
+          "24 POs) and CPU per PO (all processes, start-up and stop included):")
+    print("| browser configuration | median MB | max MB | CPU s/PO | POs ok/failed |")
+    print("|---|---|---|---|---|")
     for name, rows in memory.items():
         ok = sum(r["ok"] for r in rows)
         failed = sum(r["failed"] for r in rows)
         print(f"| {name} | {statistics.median(r['pss_mb'] for r in rows):.0f} | "
-              f"{max(r['max_mb'] for r in rows):.0f} | {ok}/{failed} |")
+              f"{max(r['max_mb'] for r in rows):.0f} | "
+              f"{statistics.median(r['cpu_per_po'] for r in rows):.2f} | {ok}/{failed} |")
 
 
 def main(argv: list[str]) -> int:

@@ -36,12 +36,14 @@ from pool_core.worker import split_process_fn
 
 log = logging.getLogger(__name__)
 MIN_WORKERS, MAX_WORKERS = 1, 8
-# Extra Chromium flags per browser_mode; figures from bench/bench_pool.py (4 workers):
-# "lean" drops the two zygote processes and runs the GPU service in the browser
-# process: ~15 MB less PSS per worker and a faster launch, no failures measured.
-# "single-process" saves a little more but crashed the browser when a fresh context
-# was opened after another closed (Trace/breakpoint trap): measured, not recommended.
-# Both need --no-sandbox (Chromium refuses --no-zygote with its sandbox on).
+# Extra Chromium flags per browser_mode; figures from bench/bench_pool.py (4 workers,
+# PSS of the whole tree per worker; CPU measured over 20 POs):
+# "standard" ~156 MB. "lean" drops the zygotes and runs the GPU service inside the
+# browser process: ~135 MB, but every renderer is then a fresh exec instead of a
+# zygote fork, about 0.1 s more CPU per PO, which is what limits throughput with 8
+# workers on 2 cores; hence not the default. "single-process" crashed the browser
+# when a context was opened after another closed (Trace/breakpoint trap): measured,
+# not recommended. Both need --no-sandbox (Chromium refuses --no-zygote otherwise).
 BROWSER_MODES: dict[str, tuple[str, ...]] = {
     "standard": (),
     "lean": ("--no-zygote", "--in-process-gpu"),
@@ -58,10 +60,8 @@ def _check_size(size: Any) -> int:
     return size
 
 
-def _mode_args(mode: str | None) -> tuple[str, ...]:
+def _mode_args(mode: str) -> tuple[str, ...]:
     unsandboxed = "--no-sandbox" in launch_args()
-    if mode is None:
-        mode = "lean" if unsandboxed else "standard"
     if mode not in BROWSER_MODES:
         raise ValueError(f"browser_mode must be one of {', '.join(BROWSER_MODES)}, "
                          f"got {mode!r}")
@@ -98,9 +98,8 @@ class WorkerPool:
         memory_check_interval: seconds between memory samples and heartbeats.
         recycle_browser_after: relaunch a worker's browser after this many POs.
         browser_path: Chromium executable (default: pool_core.browser.find_browser()).
-        browser_mode: "standard", "lean" or "single-process" (see BROWSER_MODES); the
-            default is "lean" when the browser runs without its sandbox (as root), else
-            "standard".
+        browser_mode: "standard", "lean" (~20 MB less per worker, more CPU per PO) or
+            "single-process" (unstable); see BROWSER_MODES.
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
         node_compile_cache: folder for Node's code cache, shared by all drivers and kept
@@ -130,7 +129,7 @@ class WorkerPool:
         memory_check_interval: float = 2.0,
         recycle_browser_after: int = 50,
         browser_path: str | None = None,
-        browser_mode: str | None = None,
+        browser_mode: str = "standard",
         extra_browser_args: Sequence[str] = (),
         node_options: str = "--max-semi-space-size=1",
         node_compile_cache: str | None = None,

@@ -316,7 +316,7 @@ def test_it_reports_a_missing_job_function_as_a_startup_error(
     pool.reset()
 
 
-@pytest.mark.parametrize("mode", ["standard"])  # the default, "lean", runs everywhere else
+@pytest.mark.parametrize("mode", ["lean"])  # "standard", the default, runs everywhere else
 def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mode: str) -> None:
     pool = make_pool(1, browser_mode=mode)
     pool.start_processing(catalog.demo_batch(site.base_url, 2))
