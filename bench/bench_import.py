@@ -52,17 +52,19 @@ def as_xlsx(rows: list[dict[str, object]], *, write_only: bool = False) -> bytes
     return out.getvalue()
 
 
-def time_import(data: bytes, filename: str, runs: int) -> list[float]:
+def time_import(data: bytes, filename: str, runs: int) -> tuple[list[float], list[float]]:
+    """Return wall-clock and CPU seconds per run (CPU time is steadier on a shared host)."""
     from poolsite.batches.batch_import import batch_import
     from poolsite.batches.models import Batch
 
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         batch = batch_import(data, filename=filename, preset="demo")
         seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
         Batch.objects.filter(pk=batch.pk).delete()
-    return seconds
+    return seconds, cpu
 
 
 def main(argv: list[str]) -> int:
@@ -84,12 +86,15 @@ def main(argv: list[str]) -> int:
         rows = sample_rows(args.rows)
         files = {"csv": as_csv(rows), "xlsx": as_xlsx(rows),
                  "xlsx (inline strings)": as_xlsx(rows, write_only=True)}
-        print(f"batch_import of {args.rows:,} rows, {args.runs} runs each, SQLite (WAL)")
+        print(f"batch_import of {args.rows:,} rows, {args.runs} runs each, SQLite (WAL), "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         for kind, data in files.items():
-            seconds = time_import(data, f"bench.{kind.split()[0]}", args.runs)
+            seconds, cpu = time_import(data, f"bench.{kind.split()[0]}", args.runs)
             print(f"  {kind:<22} {len(data) / 1024:6.0f} KiB  "
                   f"median {statistics.median(seconds):.2f} s  "
-                  f"min {min(seconds):.2f} s  max {max(seconds):.2f} s")
+                  f"min {min(seconds):.2f} s  max {max(seconds):.2f} s  "
+                  f"(CPU median {statistics.median(cpu):.2f} s)")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 
