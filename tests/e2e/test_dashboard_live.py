@@ -257,6 +257,25 @@ def test_a_viewer_sees_live_updates_but_no_controls(browser: Browser,
         context.close()
 
 
+def test_it_works_without_javascript(browser: Browser, server: PreviewServer) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    context.add_cookies([{"name": "sessionid", "value": server.sessions["otto"],
+                          "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(f"{server.url}/")
+        expect(page.locator("#conn")).to_contain_text("reload for news")
+        expect(page.locator("#workers article.card")).to_have_count(4)
+        size = page.locator("#plan-size").inner_text()
+        page.fill("#scale-size", "3" if size != "3" else "5")
+        page.click('button[data-action="scale"]')  # a plain form POST, then a redirect
+        expect(page.locator(".flash")).to_contain_text("Scaling to")
+        expect(page.locator("#plan-size")).not_to_have_text(size)
+    finally:
+        context.close()
+
+
 def test_it_reconnects_after_a_server_restart(browser: Browser, server: PreviewServer) -> None:
     context, page = sign_in(browser, server, "otto")
     try:
