@@ -196,7 +196,7 @@ def capture_session(request: CaptureRequest, stop: Event | None = None) -> Captu
             state: dict[str, Any] = dict(context.storage_state())
             if request.kind == STORAGE_STATE:
                 _write_private_json(request.target, state)
-            return _summary(state)
+            return summarize_state(state)
         finally:
             context.close()
             if browser is not None:
@@ -274,11 +274,12 @@ def _probe_in(context: Any, site: SitePreset, url: str, nav_timeout_s: float) ->
         guard.remove()
 
 
-def _summary(state: dict[str, Any]) -> CaptureResult:
+def summarize_state(state: dict[str, Any], message: str = "signed in") -> CaptureResult:
+    """Counts, hosts and earliest expiry of a storage state (no values)."""
     cookies = state.get("cookies", [])
     expiries = [float(c["expires"]) for c in cookies if float(c.get("expires", -1)) > 0]
     hosts = sorted({str(c.get("domain", "")).lstrip(".") for c in cookies})
-    return CaptureResult(ok=True, message="signed in", cookie_count=len(cookies),
+    return CaptureResult(ok=True, message=message, cookie_count=len(cookies),
                          earliest_expiry=min(expiries) if expiries else None,
                          hosts=tuple(hosts))
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "poolsite.supervisor",
     "poolsite.dashboard",
     "poolsite.demo_erp",
+    "poolsite.sessions",
 ]
 
 MIDDLEWARE = [
@@ -170,6 +171,8 @@ POOL_LEASE_SECONDS = envint("POOL_LEASE_SECONDS", "60")
 POOL_POLL_SECONDS = float(os.getenv("POOL_POLL_SECONDS", "1.0"))
 POOL_STOP_TIMEOUT = envint("POOL_STOP_TIMEOUT", "30")  # graceful stop, seconds
 POOL_HEADLESS = envbool("POOL_HEADLESS", "1")
+# Probe the site's saved session before a start and refuse when it is not signed in.
+POOL_SESSION_PREFLIGHT = envbool("POOL_SESSION_PREFLIGHT", "1")
 # Extra site presets (*.json) beside the built-in coupa, generic and demo.
 POOL_SITES_DIR = os.getenv("POOL_SITES_DIR", "")
 # The demo procurement site that `make run`, the tests and the benchmarks use.

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("poolsite.supervisor.urls")),
     path("", include("poolsite.dashboard.urls")),
     path("", include("poolsite.batches.urls")),
+    path("", include("poolsite.sessions.urls")),
 ]

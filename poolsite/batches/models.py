@@ -313,6 +313,9 @@ class ControlAction(models.Model):
         RETRY_FAILED = "retry_failed", "retry failed"
         CANCEL_PO = "cancel_po", "cancel PO"
         UPLOAD = "upload", "upload batch"
+        CAPTURE_SESSION = "capture_session", "capture site session"
+        UPLOAD_SESSION = "upload_session", "upload site session"
+        DELETE_SESSION = "delete_session", "delete site session"
 
     class Outcome(models.TextChoices):
         PENDING = "pending"

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Status
 from poolsite.batches.roles import can_operate
+from poolsite.sessions.health import start_refusal
 from poolsite.supervisor.models import PoolPlan
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ ALLOWED_IN = {
     Action.STOP: (PoolPlan.State.RUNNING, PoolPlan.State.PAUSED, PoolPlan.State.STOPPING),
     Action.SCALE: tuple(PoolPlan.State),
 }
+
+
+# Recorded elsewhere (batch upload, site sessions), never pressed through here.
+NOT_POOL_ACTIONS = (Action.UPLOAD, Action.CAPTURE_SESSION, Action.UPLOAD_SESSION,
+                    Action.DELETE_SESSION)
 
 
 class ControlRefused(Exception):
@@ -117,7 +123,7 @@ def _check(user: Any, action: str, *, batch: Batch | None, po: PurchaseOrder | N
            size: int | None) -> None:
     if not can_operate(user):
         raise ControlRefused("you do not have permission to control the pool")
-    if action not in Action.values or action == Action.UPLOAD:
+    if action not in Action.values or action in NOT_POOL_ACTIONS:
         raise ControlRefused(f"unknown action {action!r}")
     if action in (Action.START, Action.RETRY_FAILED) and batch is None:
         raise ControlRefused(f"{action} needs a batch")
@@ -127,6 +133,11 @@ def _check(user: Any, action: str, *, batch: Batch | None, po: PurchaseOrder | N
         raise ControlRefused(f"pool size must be {MIN_SIZE}-{MAX_SIZE}, not {size}")
     if action == Action.SCALE and size is None:
         raise ControlRefused("scale needs a size")
+    if action == Action.START and batch is not None and (
+            PoolPlan.current().state in ALLOWED_IN[Action.START]):
+        refusal = start_refusal(batch)  # probes the site's session (cached for a minute)
+        if refusal:
+            raise ControlRefused(refusal)
 
 
 def _apply_now(record: ControlAction, *, batch: Batch | None,

@@ -34,6 +34,7 @@ from pool_core import HeadlessConfiguration, PoolStatus, ProfileManager, WorkerP
 from pool_core.errors import PoolError
 from pool_core.sites import SitePreset, load_presets
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
+from poolsite.sessions.store import session_for
 from poolsite.supervisor import leases
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import settle_applied
@@ -44,6 +45,10 @@ from poolsite.supervisor.task_source import DbTaskSource
 log = logging.getLogger(__name__)
 PROCESS_FN = "pool_core.processing:process_po"
 RECOVER_EVERY = 5.0  # seconds between sweeps for expired leases
+
+
+def _paused_for_login(pool: WorkerPool) -> bool:
+    return str(pool.get_status().get("pause_reason") or "").startswith("LOGIN_REQUIRED")
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,10 @@ class HostSupervisor:
         if self.run.batch_id != plan.batch_id:
             self._stop_pool_async(immediate=False, why="another batch was started")
         elif status is PoolStatus.PAUSED:
-            if plan.version != self._applied_version:
+            if plan.version != self._applied_version and _paused_for_login(pool):
+                # Its workers hold the expired session: start fresh ones on the new one.
+                self._stop_pool_async(immediate=False, why="resumed after a new sign-in")
+            elif plan.version != self._applied_version:
                 pool.resume_processing()  # an operator resumed
             else:
                 self._propagate_auto_pause(plan, pool)
@@ -196,8 +204,11 @@ class HostSupervisor:
 
     def _build_pool(self, batch: Batch, size: int) -> WorkerPool:
         options = self.options
-        profiles = ProfileManager(base_profile=options.base_profile or None,
-                                  storage_state=options.storage_state or None)
+        storage_state, base_profile = options.storage_state, options.base_profile
+        if not (storage_state or base_profile):  # no explicit session: the site's saved one
+            storage_state, base_profile = (p or "" for p in session_for(batch.site_preset))
+        profiles = ProfileManager(base_profile=base_profile or None,
+                                  storage_state=storage_state or None)
         return WorkerPool(
             size, headless_config=HeadlessConfiguration(headless=options.headless),
             profile_manager=profiles, max_task_timeout=options.max_task_timeout,

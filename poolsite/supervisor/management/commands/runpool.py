@@ -10,9 +10,7 @@ workers in to it (what `make run` uses).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -22,6 +20,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from poolsite.batches.models import Batch
+from poolsite.sessions.health import use_host_session
+from poolsite.sessions.signin import CaptureError, demo_secret, ensure_demo_session
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import WAKE_GROUP, start_from_command_line
 from poolsite.supervisor.host import HostOptions, HostSupervisor
@@ -57,8 +57,11 @@ class Command(BaseCommand):
         if size is not None and not 1 <= size <= 8:
             raise CommandError(f"--pool-size must be 1-8, not {size}")
         demo = self._start_demo_site() if options["with_demo_site"] else None
-        storage_state = options["storage_state"] or (
-            self._demo_storage_state(demo) if demo else "")
+        if demo is not None and not (options["storage_state"] or options["base_profile"]):
+            self._sign_in_demo(demo)
+        storage_state = options["storage_state"]
+        # An explicit session is what this host's start button must check, not the store.
+        use_host_session(storage_state=storage_state, base_profile=options["base_profile"])
         host_options = self._host_options(options, storage_state, demo)
         if options["batch"] is not None:
             try:
@@ -153,16 +156,16 @@ class Command(BaseCommand):
     def _start_demo_site(self) -> Any:
         from poolsite.demo_erp.server import DemoSite
 
-        demo = DemoSite(port=settings.POOL_DEMO_PORT).start()
+        # A stable secret: the demo's sessions (and the saved one) survive a restart.
+        demo = DemoSite(port=settings.POOL_DEMO_PORT, secret=demo_secret()).start()
         self.stdout.write(f"demo procurement site: {demo.base_url}")
         return demo
 
-    def _demo_storage_state(self, demo: Any) -> str:
-        """Sign the workers in to the demo site: a storage state, owner-only."""
-        folder = Path(settings.DATA_DIR) / "sessions"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / "demo-storage-state.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(demo.storage_state(), handle)
-        return str(path)
+    def _sign_in_demo(self, demo: Any) -> None:
+        """Sign the demo site in through its scripted sign-in URL, into the session store."""
+        try:
+            saved = ensure_demo_session(demo)
+        except CaptureError as exc:
+            log.warning("the demo site is not signed in: %s", exc)
+            return
+        self.stdout.write(f"demo site signed in (session of {saved.captured_at:%Y-%m-%d %H:%M})")

@@ -1,0 +1,185 @@
+"""Is a site's session still signed in? Probe it, refuse a start without one, show it.
+
+    request_control("start") ── start_refusal(batch) ── recent ok probe? ── yes: start
+                                                          └─ no: probe_session in a
+                                                             spawned child (one page)
+
+A successful probe is trusted for PROBE_CACHE_SECONDS, so pressing start is quick. A
+probe that cannot tell (site down, HTTP 5xx) lets the start through: the pool's own
+outage handling deals with a failing site; only a login wall or a missing session
+refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from pool_core.browser import find_browser
+from pool_core.errors import BrowserNotFoundError
+from pool_core.session_check import ProbeRequest, ProbeResult, probe_session, run_isolated
+from pool_core.sites import SitePreset, load_presets
+from poolsite.sessions.models import SiteSession
+from poolsite.sessions.store import session_for
+
+log = logging.getLogger(__name__)
+PROBE_CACHE_SECONDS = 60.0
+PROBE_TIMEOUT_SECONDS = 60.0
+NOT_SIGNED_IN = "session for {site} is not signed in — capture it again"
+
+# A runpool host given --storage-state/--base-profile runs every site on that session;
+# in the embedded topology its web side probes that one instead of the store.
+_host_session: dict[str, str] = {}
+_explicit_ok: dict[tuple[str, str, str], float] = {}
+_lock = threading.Lock()
+
+
+def use_host_session(*, storage_state: str = "", base_profile: str = "") -> None:
+    """Tell this process that its pool runs on an explicit session (runpool options)."""
+    with _lock:
+        _host_session.clear()
+        if storage_state or base_profile:
+            _host_session.update(storage_state=storage_state, base_profile=base_profile)
+
+
+def presets() -> dict[str, SitePreset]:
+    extra = settings.POOL_SITES_DIR
+    return load_presets((Path(extra),) if extra else ())
+
+
+def browser_path() -> str:
+    return find_browser(settings.POOL_BROWSER_PATH or None)
+
+
+def default_base_url(preset: SitePreset) -> str:
+    """Where a site lives when nothing more specific is known (the demo: its port)."""
+    return settings.POOL_DEMO_URL if preset.name == "demo" else preset.base_url
+
+
+def start_refusal(batch: Any) -> str | None:
+    """Why `batch` may not start for lack of a signed-in session, or None."""
+    if not settings.POOL_SESSION_PREFLIGHT:
+        return None
+    preset = presets().get(batch.site_preset)
+    if preset is None or not preset.probe_url:
+        return None  # nothing to probe with (e.g. generic public pages)
+    base_url = _batch_base_url(batch, preset)
+    with _lock:
+        explicit = dict(_host_session)
+    if explicit:
+        result = _probe_explicit(preset, base_url, explicit)
+    else:
+        result = check_saved(preset.name, base_url=base_url)
+    if result.signed_in is False:
+        return f"{NOT_SIGNED_IN.format(site=preset.name)} ({result.message})"
+    if result.signed_in is None:
+        log.warning("could not check the session for %s before starting: %s", preset.name,
+                    result.message)
+    return None
+
+
+def check_saved(site: str, *, base_url: str = "", force: bool = False) -> ProbeResult:
+    """Probe the saved session of `site` (or trust a recent success) and record it."""
+    saved = SiteSession.objects.filter(site=site).first()
+    if saved is None or not saved.full_path.exists():
+        return ProbeResult(False, "no session saved")
+    now = timezone.now()
+    fresh = now - timedelta(seconds=PROBE_CACHE_SECONDS)
+    if (not force and saved.last_probe_ok and saved.last_probe_at is not None
+            and saved.last_probe_at >= max(fresh, saved.captured_at)):
+        return ProbeResult(True, "signed in (checked less than a minute ago)")
+    preset = presets().get(site)
+    if preset is None:
+        return ProbeResult(None, f"no site preset {site!r}")
+    storage_state, base_profile = session_for(site)
+    result = probe(preset, base_url or saved.base_url or default_base_url(preset),
+                   storage_state=storage_state or "", base_profile=base_profile or "")
+    fields: dict[str, Any] = dict(last_probe_at=timezone.now(), last_probe_ok=result.signed_in,
+                                  last_probe_message=result.message[:500])
+    if result.signed_in:
+        fields["last_ok_at"] = fields["last_probe_at"]
+    SiteSession.objects.filter(pk=saved.pk).update(**fields)
+    return result
+
+
+def probe(preset: SitePreset, base_url: str, *, storage_state: str = "",
+          base_profile: str = "") -> ProbeResult:
+    """Open the preset's probe page with a session, in a spawned child process."""
+    try:
+        path = browser_path()
+    except BrowserNotFoundError as exc:
+        return ProbeResult(None, str(exc))
+    request = ProbeRequest(site=preset.with_base_url(base_url), base_url=base_url,
+                           browser_path=path, storage_state=storage_state,
+                           base_profile=base_profile)
+    started = time.monotonic()
+    result: ProbeResult = run_isolated(probe_session, request, timeout_s=PROBE_TIMEOUT_SECONDS)
+    log.info("session probe for %s: %s (%.1f s)", preset.name, result.message,
+             time.monotonic() - started)
+    return result
+
+
+def site_sessions() -> list[dict[str, Any]]:
+    """Each site's session for the dashboard and the sessions page (no secrets).
+
+    One dict per preset that needs a session (has a probe page) or has one saved:
+    site, saved, kind, source, captured_at, captured_by, cookie_count,
+    earliest_expiry, expired, last_probe_at, last_probe_ok, last_probe_message,
+    last_ok_at (datetimes as ISO strings or None), and the page to manage it.
+    """
+    saved = {s.site: s for s in SiteSession.objects.all()}
+    names = sorted({name for name, p in presets().items() if p.probe_url} | set(saved))
+    page = reverse("site_sessions")
+    now = timezone.now()
+    return [_session_row(name, saved.get(name), now, page) for name in names]
+
+
+def _session_row(site: str, saved: SiteSession | None, now: Any, page: str) -> dict[str, Any]:
+    if saved is None:
+        return {"site": site, "saved": False, "page": page}
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"site": site, "saved": True, "page": page, "kind": saved.kind,
+            "source": saved.source, "captured_at": iso(saved.captured_at),
+            "captured_by": saved.captured_by_name, "cookie_count": saved.cookie_count,
+            "earliest_expiry": iso(saved.earliest_expiry), "expired": saved.expired_at(now),
+            "last_probe_at": iso(saved.last_probe_at), "last_probe_ok": saved.last_probe_ok,
+            "last_probe_message": saved.last_probe_message,
+            "last_ok_at": iso(saved.last_ok_at)}
+
+
+def _batch_base_url(batch: Any, preset: SitePreset) -> str:
+    """Where the batch's POs live: its base URL, else the origin of a PO's URL."""
+    if batch.site_base_url:
+        return str(batch.site_base_url)
+    url = batch.pos.exclude(url="").values_list("url", flat=True).first()
+    parts = urlsplit(url or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    saved = SiteSession.objects.filter(site=preset.name).values_list("base_url", flat=True)
+    return next(iter(saved), "") or default_base_url(preset)
+
+
+def _probe_explicit(preset: SitePreset, base_url: str, explicit: dict[str, str]) -> ProbeResult:
+    key = (preset.name, base_url, explicit.get("storage_state", "")
+           or explicit.get("base_profile", ""))
+    with _lock:
+        if time.monotonic() - _explicit_ok.get(key, -1e9) < PROBE_CACHE_SECONDS:
+            return ProbeResult(True, "signed in (checked less than a minute ago)")
+    result = probe(preset, base_url, storage_state=explicit.get("storage_state", ""),
+                   base_profile=explicit.get("base_profile", ""))
+    if result.signed_in:
+        with _lock:
+            _explicit_ok[key] = time.monotonic()
+    return result
