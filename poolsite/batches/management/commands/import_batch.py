@@ -66,7 +66,8 @@ class Command(BaseCommand):
                                f"{', '.join(sorted(site_presets()))}")
         data = self._read(path)
         user = self._user(options["user"])
-        bar = ProgressBar(self.stdout) if sys.stdout.isatty() else None
+        # The terminal itself: self.stdout would end every redraw with a newline.
+        bar = ProgressBar(sys.stdout) if sys.stdout.isatty() else None
         try:
             upload = parse_upload(data, filename=path.name, preset=options["site"],
                                   sheet=options["sheet"] or None, progress=bar)
