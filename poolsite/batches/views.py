@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import (
     FileResponse,
@@ -23,6 +25,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -45,6 +48,7 @@ from poolsite.batches.roles import can_operate, operator_required, viewer_requir
 PAGE_SIZE = 100
 UPLOAD_FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart boundaries
 STALE_PREVIEW_SECONDS = 24 * 3600
+DOUBLE_SUBMIT_SECONDS = 60
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -116,8 +120,13 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
                           sheet=fields["sheet"])
     if not upload.ok:
         return _refused(request, UploadForm(initial=fields), upload)
-    batch = batch_create(upload, name=fields["name"], uploaded_by=request.user,
-                         notes=fields["notes"])
+    with transaction.atomic():  # IMMEDIATE on SQLite: a double click waits, then finds it
+        twin = _just_created(request, upload.sha256)
+        if twin is not None:
+            messages.info(request, f"Batch {twin.name!r} was already created from this file.")
+            return redirect(twin)
+        batch = batch_create(upload, name=fields["name"], uploaded_by=request.user,
+                             notes=fields["notes"])
     ControlAction.record(request.user, ControlAction.Action.UPLOAD, batch=batch,
                          arguments={"file": upload.filename, "sha256": upload.sha256,
                                     "rows": len(upload.rows), "preset": upload.preset.name},
@@ -125,6 +134,13 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
                          outcome_message=f"{len(upload.rows)} POs imported")
     messages.success(request, f"Batch {batch.name!r} created with {batch.po_count} POs.")
     return redirect(batch)
+
+
+def _just_created(request: HttpRequest, sha256: str) -> Batch | None:
+    """The batch this user made from the same file a moment ago (a double click)."""
+    since = timezone.now() - timedelta(seconds=DOUBLE_SUBMIT_SECONDS)
+    return Batch.objects.filter(source_sha256=sha256, uploaded_by=request.user.pk,
+                                uploaded_at__gte=since).first()
 
 
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:

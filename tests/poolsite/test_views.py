@@ -135,6 +135,9 @@ class UploadTestCase(BaseTestCase):
         self.assertRedirects(response, batch.get_absolute_url())
         self.assertEqual((batch.name, batch.po_count, batch.uploaded_by), ("March", 2, self.alice))
         self.assertEqual(ControlAction.objects.get().action, "upload")
+        again = self.client.post(reverse("batch_confirm"), data, follow=True)  # double click
+        self.assertContains(again, "already created from this file")
+        self.assertEqual(Batch.objects.count(), 1)
         response = self.client.get(reverse("batch_list"))
         self.assertContains(response, "March")
         self.assertContains(response, '<td class="num">2</td>', count=2)  # POs and pending
