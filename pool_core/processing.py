@@ -61,6 +61,7 @@ from pool_core.verify import verify_file
 log = logging.getLogger(__name__)
 
 EVIDENCE_HTML_MAX_BYTES = 512 * 1024
+EVIDENCE_TIMEOUT_MS = 5000
 REJECTED_FILE_MAX_BYTES = 5 * 1024 * 1024  # a bad download is kept as evidence up to this
 DEFAULT_RETRY_AFTER_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
@@ -414,14 +415,17 @@ def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str
         log.warning("no evidence folder %s", folder, exc_info=True)
         return tuple(saved)
     shot, html = folder / f"{stem}.png", folder / f"{stem}.html"
+    if outcome.status == POStatus.TIMEOUT:
+        attempt.guard.stop_loading()  # else the page waits for the hung navigation
     # Each on its own: a chrome-error page may refuse a screenshot yet show its HTML.
     try:
-        page.screenshot(path=str(shot), timeout=5000)
+        page.screenshot(path=str(shot), timeout=EVIDENCE_TIMEOUT_MS)
         saved.append(str(shot))
     except PlaywrightError:
         log.warning("no screenshot of %s", task.po_number, exc_info=True)
     try:
-        html.write_bytes(page.content().encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES])
+        markup = page.locator("html").evaluate("e => e.outerHTML", timeout=EVIDENCE_TIMEOUT_MS)
+        html.write_bytes(str(markup).encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES])
         saved.append(str(html))
     except (PlaywrightError, OSError):
         log.warning("no HTML of %s", task.po_number, exc_info=True)

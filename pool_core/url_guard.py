@@ -69,6 +69,12 @@ class RequestGuard:
                                                     "requestStage": "Request"}]})
         self._sessions.append(session)
 
+    def stop_loading(self) -> None:
+        """Abandon a navigation that hangs, so the page can be inspected (evidence)."""
+        for session in self._sessions:
+            with suppress(PlaywrightError):
+                session.send("Page.stopLoading")
+
     def remove(self) -> None:
         """Stop guarding (a persistent context outlives the PO)."""
         for session in self._sessions:

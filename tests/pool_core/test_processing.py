@@ -224,6 +224,17 @@ def test_a_po_url_off_the_allow_list_is_refused_before_the_browser_opens_it(
     assert signed_in.pages == [] and site.canary_hits == 0
 
 
+def test_a_page_that_never_answers_times_out_with_evidence(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    job = dataclasses.replace(job, nav_timeout_s=1.0)
+    started = time.monotonic()
+    result = run(signed_in, site, catalog.HANG, job)
+    assert (result.status, result.reason, result.retryable) == (
+        POStatus.TIMEOUT, "TIMEOUT", True)
+    assert time.monotonic() - started < 15  # evidence must not wait for the hung page
+    assert any(p.endswith(".html") for p in result.evidence)
+
+
 def test_an_outage_is_retryable_with_an_http_reason(
         signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
     site.down = True
