@@ -10,6 +10,10 @@ Two layers, because Playwright's routing alone misses redirects:
   included, and fails those the preset refuses.
 
 Every refusal is recorded in `blocked`; the PO then fails with reason BLOCKED_URL.
+
+Not covered: WebSockets (neither layer sees them), the redirect hops of a popup (only
+its first request is routed) and host names that resolve to private addresses.
+Attachments are fetched through iframes for this reason too (see downloads.py).
 """
 
 from __future__ import annotations
