@@ -111,8 +111,9 @@ def test_it_times_out_a_hanging_page_and_replaces_the_worker(
     finished = next(e.at for e in events
                     if isinstance(e, POFinished) and e.record.po_number == catalog.HANG)
     assert 3 <= finished - started <= 3 + 2
+    # Replaced (a replacement that is slow to start under load may be replaced again).
     assert wait_for(lambda: len(pool.get_status()["worker_details"]) == 2)
-    assert sum(w["restarts"] for w in pool.get_status()["worker_details"]) == 1
+    assert sum(w["restarts"] for w in pool.get_status()["worker_details"]) >= 1
     assert pool.stop_processing(10)
 
 
