@@ -102,10 +102,8 @@ class ModelsTestCase(BaseTestCase):
     def test_it_uses_the_index_for_the_next_queued_po(self) -> None:
         from django.db import connection
 
+        if connection.vendor != "sqlite":
+            self.skipTest("PostgreSQL's planner scans a three-row table sequentially")
         batch = self.make_batch(3)
-        query = batch.pos.filter(status=Status.QUEUED).order_by("id").values("id")[:1]
-        sql, params = query.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            plan = " ".join(str(row) for row in cursor.fetchall())
+        plan = batch.pos.filter(status=Status.QUEUED).order_by("id").values("id")[:1].explain()
         self.assertIn("po_batch_status", plan)
