@@ -79,6 +79,23 @@ class DocumentInline(ReadOnlyMixin, admin.TabularInline):
         return document_link(document)
 
 
+class SupplierFilter(admin.SimpleListFilter):
+    """The suppliers with the most POs: a batch can name thousands, the sidebar shows 20."""
+
+    title = "supplier"
+    parameter_name = "supplier"
+    shown = 20
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        top = (PurchaseOrder.objects.order_by().values_list("supplier")
+               .annotate(n=Count("id")).order_by("-n", "supplier")[:self.shown])
+        return [(supplier, f"{supplier} ({n})") for supplier, n in top]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(supplier=value) if value else queryset
+
+
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     list_display = ("name", "id", "site_preset", "uploaded_by", "uploaded_at", "po_count",
@@ -118,7 +135,7 @@ class BatchAdmin(admin.ModelAdmin):
 class PurchaseOrderAdmin(admin.ModelAdmin):
     list_display = ("po_number", "supplier", "batch", "amount", "status", "reason",
                     "attempts", "last_attempt_at")
-    list_filter = ("status", "batch", "supplier", "last_attempt_at", "reason")
+    list_filter = ("status", "batch", SupplierFilter, "last_attempt_at", "reason")
     search_fields = ("po_number", "supplier")
     date_hierarchy = "last_attempt_at"
     list_select_related = ("batch",)

@@ -38,7 +38,7 @@ class AdminTestCase(BaseTestCase):
 
     def test_it_renders_every_list_with_filters_search_and_dates(self) -> None:
         queries = {"batch": "?q=March&uploaded_at__year=2026",
-                   "purchaseorder": "?q=PO2000&status__exact=FAILED",
+                   "purchaseorder": "?q=PO2000&status__exact=FAILED&supplier=Acme+Office+Supply",
                    "attempt": "?q=PO200001&status__exact=FAILED",
                    "document": "?q=invoice", "run": "?state__exact=finished",
                    "controlaction": "?action__exact=start"}
