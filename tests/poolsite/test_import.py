@@ -120,6 +120,16 @@ class ImportTestCase(TestCase):
         po = batch.pos.get()
         self.assertEqual((po.amount, po.extra), (Decimal("0.10"), {"Level 1": "Ops"}))
 
+    def test_it_imports_the_demo_catalog(self) -> None:
+        from poolsite.demo_erp import catalog
+
+        base = "http://127.0.0.1:8001"
+        rows = catalog.demo_batch(base, 40) + catalog.special_batch(base)
+        batch = batch_import_rows(rows, name="sample")
+        self.assertEqual(batch.po_count, len(rows))
+        po = batch.pos.get(po_number=catalog.HOSTILE_NAMES)
+        self.assertEqual(po.amount, catalog.find(catalog.HOSTILE_NAMES).amount)
+
     def test_it_stores_nothing_when_the_insert_fails_half_way(self) -> None:
         data = ("po_number,supplier,amount\n"
                 + "".join(f"PO{i},Acme,1\n" for i in range(4500))).encode()
