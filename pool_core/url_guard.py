@@ -2,8 +2,9 @@
 
 Two layers, because Playwright's routing alone misses redirects:
 
-* `context.route("**/*")` sees the first request of every page of the context (popups
-  too) and aborts any whose URL the preset refuses;
+* `context.route("**/*")` sees the first request of every page of the context and
+  aborts any whose URL the preset refuses, and every request of a page we did not
+  open (a popup), whose redirects nothing else would see;
 * Playwright does not call route handlers for the hops of a redirect (documented;
   probed here: a 302 to the canary host went straight through), so on each page we
   open, a CDP session with `Fetch.enable` pauses every request, redirect hops
@@ -11,8 +12,8 @@ Two layers, because Playwright's routing alone misses redirects:
 
 Every refusal is recorded in `blocked`; the PO then fails with reason BLOCKED_URL.
 
-Not covered: WebSockets (neither layer sees them), the redirect hops of a popup (only
-its first request is routed) and host names that resolve to private addresses.
+Not covered: WebSockets (neither layer sees them) and host names that resolve to
+private addresses.
 Attachments are fetched through iframes for this reason too (see downloads.py).
 """
 
@@ -43,6 +44,7 @@ class RequestGuard:
         self.blocked: list[tuple[str, str]] = []  # (url, why)
         self._context: BrowserContext | None = None
         self._sessions: list[CDPSession] = []
+        self._pages: list[Page] = []
 
     def problem(self, url: str) -> str | None:
         """Return why the browser may not request `url`, or None when it may."""
@@ -62,6 +64,7 @@ class RequestGuard:
     def watch(self, page: Page) -> None:
         """Also check the redirect hops of `page`'s requests (Chromium's Fetch domain)."""
         assert self._context is not None, "install() first"
+        self._pages.append(page)
         try:
             session = self._context.new_cdp_session(page)
         except PlaywrightError:
@@ -97,10 +100,22 @@ class RequestGuard:
             if why:
                 self._record(url, why)
                 route.abort("blockedbyclient")
+            elif not self._from_our_page(route):
+                log.info("refused a request of a popup: %s", url[:300])
+                route.abort("blockedbyclient")
             else:
                 route.fallback()
         except PlaywrightError:
             pass  # the page went away while the request waited; nothing to let through
+
+    def _from_our_page(self, route: Route) -> bool:
+        try:
+            page = route.request.frame.page
+        except PlaywrightError:
+            # No frame yet: a popup's first navigation (refused), or a service worker's
+            # request, which has no page (its URL was checked).
+            return not route.request.is_navigation_request()
+        return any(page is ours for ours in self._pages)
 
     def _on_paused(self, session: CDPSession, event: dict[str, Any]) -> None:
         url = event["request"]["url"]

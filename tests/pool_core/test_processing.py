@@ -213,6 +213,19 @@ def test_a_redirect_or_subrequest_off_the_allow_list_is_blocked_in_the_browser(
     assert result.evidence
 
 
+def test_a_popup_gets_no_request_out_so_its_redirects_cannot_escape(
+        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+    # The popup opens a PO page that redirects to the canary: only its first request
+    # would be routed, and Playwright never shows a route handler the redirect.
+    signed_in.add_init_script(
+        "if (location.pathname.endsWith('/order_headers/100002')) window.addEventListener("
+        "'load', () => window.open('/order_headers/" + catalog.REDIRECT_OUT[2:] + "'));")
+    result = run(signed_in, site, catalog.ONE_PDF, job)
+    assert result.status == POStatus.COMPLETED
+    assert site.hits(f"/order_headers/{catalog.REDIRECT_OUT[2:]}") == 0
+    assert site.canary_hits == 0
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)",
                                  "http://127.0.0.2:9/x", "data:text/html,hi"])
 def test_a_po_url_off_the_allow_list_is_refused_before_the_browser_opens_it(
