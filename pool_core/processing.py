@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import fnmatch
+import functools
 import hashlib
 import logging
 import mimetypes
@@ -122,7 +123,7 @@ class _Attempt:
 
 def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
     """Fetch, verify and file every document of one PO; never raise for PO-level problems."""
-    site = job.site or load_preset("generic")
+    site = job.site or _generic_site()
     attempt = _Attempt(task=task, job=job, site=site, guard=RequestGuard(site))
     page: Page | None = None
     evidence: tuple[str, ...] = ()
@@ -158,6 +159,11 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
         with attempt.step("close"):
             _close(attempt, page)
     return _result(attempt, outcome, evidence)
+
+
+@functools.cache
+def _generic_site() -> SitePreset:
+    return load_preset("generic")
 
 
 def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
