@@ -66,10 +66,12 @@ class Bench:
         """Start a pool, process n POs while polling get_status, stop it; return figures."""
         startups: list[float] = []
         heartbeats: list[float] = []
+        steps: list[dict[str, float]] = []
 
         def on_event(event: Any) -> None:
             if isinstance(event, WorkerStarted):
                 startups.append(event.startup_seconds)
+                steps.append(dict(event.steps))
             elif isinstance(event, Heartbeat):
                 heartbeats.append(event.memory_mb)
 
@@ -97,7 +99,7 @@ class Bench:
             "total_s": processed - begun, "stop_s": stopped - stop_begun, "clean": clean,
             "startups": startups, "status_ms": [t * 1000 for t in status_times],
             "distribution_ms_p95": perf["distribution_latency_ms_p95"], "pss": pss,
-            "pss_busy_max": max(heartbeats, default=0.0),
+            "pss_busy_max": max(heartbeats, default=0.0), "steps": steps,
         }
 
     def memory(self, size: int, n: int, **options: Any) -> dict[str, Any]:
@@ -172,6 +174,12 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
     print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
           f"{p95(startups):.2f} s (median {statistics.median(startups):.2f} s, "
           f"{len(startups)} workers) |")
+    steps = [s for r in four for s in r["steps"]]
+    if steps:
+        names = list(steps[0])
+        print("| (for scale) start-up steps, 4 together, median s since spawn | | | "
+              + ", ".join(f"{n} {statistics.median(s.get(n, 0.0) for s in steps):.2f}"
+                          for n in names) + " |")
     alone = [s for r in speed.get(1, []) for s in r["startups"]]
     if alone:
         print(f"| (for scale) startup of 1 worker alone, median | | | "

@@ -71,6 +71,7 @@ class WorkerStarted:
     pid: int
     startup_seconds: float
     restarts: int
+    steps: tuple[tuple[str, float], ...] = ()  # seconds from spawn to the end of each step
     kind: EventKind = EventKind.WORKER_STARTED
     at: float = field(default_factory=time.time)
 

@@ -270,7 +270,9 @@ class Supervisor(threading.Thread):
         startup = msg.at - handle.spawned_at
         self.book.sample_startup(startup)
         self.start_failures = 0
-        self.bus.emit(WorkerStarted(handle.slot, msg.pid, round(startup, 3), handle.restarts))
+        steps = tuple((name, round(at - handle.spawned_at, 3)) for name, at in msg.steps)
+        self.bus.emit(WorkerStarted(handle.slot, msg.pid, round(startup, 3), handle.restarts,
+                                    steps))
         if self.stop_requested or handle.leaving:
             self._send_stop(handle)
 

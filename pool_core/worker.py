@@ -46,6 +46,7 @@ EXIT_PARENT_DIED = 5
 class Ready:
     pid: int
     at: float  # time.monotonic() (system-wide on Linux, comparable across processes)
+    steps: tuple[tuple[str, float], ...] = ()  # start-up steps (name, at)
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,16 @@ def resolve_process_fn(dotted: str) -> Callable[..., TaskResult]:
 
 def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection) -> None:
     """Entry point of a worker process (spawn context)."""
+    steps = [("interpreter", time.monotonic())]
     _prepare_environment(spec, root)
     _exit_with_parent(root)
     try:
         process_fn = resolve_process_fn(spec.process_fn)
         from playwright.sync_api import sync_playwright
 
+        steps.append(("imports", time.monotonic()))
         playwright = sync_playwright().start()
+        steps.append(("driver", time.monotonic()))
     except BaseException as exc:
         _report_startup_failure(conn, exc)
         os._exit(EXIT_STARTUP_FAILED)
@@ -120,7 +124,8 @@ def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connec
     except BaseException as exc:
         _report_startup_failure(conn, exc)
         os._exit(EXIT_STARTUP_FAILED)
-    conn.send(Ready(pid=os.getpid(), at=time.monotonic()))
+    steps.append(("browser", time.monotonic()))
+    conn.send(Ready(pid=os.getpid(), at=time.monotonic(), steps=tuple(steps)))
     exitcode = _serve(worker_id, spec, root, conn, session, process_fn)
     if exitcode:
         os._exit(exitcode)
