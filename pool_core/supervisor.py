@@ -23,13 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from dataclasses import replace
+from multiprocessing.connection import wait
 from typing import Any
 
 from pool_core.config import PoolOptions, WorkerSpec
-from pool_core.errors import ProfileCreationError, TaskTimeoutError
+from pool_core.errors import ProfileCreationError
 from pool_core.events import (
     EventBus,
     Heartbeat,
@@ -41,6 +40,7 @@ from pool_core.events import (
     WorkerStarted,
     WorkerStopped,
 )
+from pool_core.handles import WorkerHandle, lost_task_result, receive_all
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.process_tree import kill_tree, tree_pss_mb
 from pool_core.profiles import ProfileManager, WorkerRoot
@@ -52,40 +52,6 @@ from pool_core.worker import Phase, Ready, StartupFailed, TaskDone, TaskReceived
 log = logging.getLogger(__name__)
 SITE_FAILURE_PREFIXES = ("HTTP_5", "NETWORK")
 MAX_START_FAILURES = 5
-
-
-@dataclass(eq=False)
-class WorkerHandle:
-    """The supervisor's view of one worker process."""
-
-    slot: int
-    process: BaseProcess
-    conn: Connection
-    root: WorkerRoot
-    spawned_at: float
-    restarts: int
-    state: str = "starting"  # starting | idle | busy
-    started_wall: float | None = None
-    idle_since: float = 0.0
-    task: Task | None = None
-    task_sent: float = 0.0
-    available_at: float = 0.0
-    phase: str = ""
-    tasks_done: int = 0
-    memory_mb: float = 0.0
-    leaving: str = ""  # "" | scale_down | recycle | stop
-    stop_sent: bool = False
-    kill_reason: str = ""
-    startup_error: str = ""
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    def send(self, message: Task | None) -> None:
-        # If it died, its sentinel tells us and its task is retried.
-        with contextlib.suppress(OSError, ValueError):
-            self.conn.send(message)
 
 
 class Supervisor(threading.Thread):
@@ -242,7 +208,7 @@ class Supervisor(threading.Thread):
         with self.cond:
             handles = [w for w in self.workers.values() if w.conn in ready]
         for handle in handles:
-            inbox.extend((handle, msg) for msg in _receive_all(handle.conn))
+            inbox.extend((handle, msg) for msg in receive_all(handle.conn))
         return inbox
 
     # -- messages from workers -----------------------------------------------------------
@@ -347,7 +313,7 @@ class Supervisor(threading.Thread):
     def _collect_dead(self) -> list[WorkerHandle]:
         dead = [w for w in self.workers.values() if not w.process.is_alive()]
         for handle in dead:
-            for msg in _receive_all(handle.conn):  # a result sent just before dying
+            for msg in receive_all(handle.conn):  # a result sent just before dying
                 self._apply_inbox([(handle, msg)])
             self._on_worker_exit(handle)
         return dead
@@ -357,7 +323,7 @@ class Supervisor(threading.Thread):
         exitcode = handle.process.exitcode
         del self.workers[handle.slot]
         if handle.task is not None:
-            self._settle(handle.task, _lost_task_result(handle, exitcode),
+            self._settle(handle.task, lost_task_result(handle, exitcode),
                          time.monotonic() - handle.task_sent)
         if handle.state == "starting":
             self._on_startup_failure(handle, exitcode)
@@ -610,33 +576,3 @@ class Supervisor(threading.Thread):
                 track.state = "pending"
                 self.book.active -= 1
                 self.source.retry(track.task, 0.0)
-
-
-def _lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:
-    task = handle.task
-    assert task is not None
-    reason = handle.kill_reason
-    if reason == "TIMEOUT":
-        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.TIMEOUT,
-                          reason="TIMEOUT", message=f"{TaskTimeoutError.__name__}: the PO ran "
-                          "past max_task_timeout; its worker's process tree was killed")
-    if reason == "STOP_TIMEOUT":
-        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.CANCELLED,
-                          reason="STOP_TIMEOUT", message="the pool stopped while this PO ran")
-    if reason == "MEMORY_LIMIT":
-        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                          reason="MEMORY_LIMIT", retryable=True,
-                          message=f"the worker used {handle.memory_mb:.0f} MB; killed")
-    return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                      reason="WORKER_CRASHED", retryable=True,
-                      message=f"the worker died (exit code {exitcode}) during this PO")
-
-
-def _receive_all(conn: Connection) -> list[Any]:
-    messages = []
-    try:
-        while conn.poll():
-            messages.append(conn.recv())
-    except (EOFError, OSError):
-        pass
-    return messages

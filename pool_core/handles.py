@@ -1,0 +1,77 @@
+"""The supervisor's view of one worker process, and what a lost worker means for its PO."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from pool_core.errors import TaskTimeoutError
+from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.profiles import WorkerRoot
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """The supervisor's view of one worker process."""
+
+    slot: int
+    process: BaseProcess
+    conn: Connection
+    root: WorkerRoot
+    spawned_at: float
+    restarts: int
+    state: str = "starting"  # starting | idle | busy
+    started_wall: float | None = None
+    idle_since: float = 0.0
+    task: Task | None = None
+    task_sent: float = 0.0
+    available_at: float = 0.0
+    phase: str = ""
+    tasks_done: int = 0
+    memory_mb: float = 0.0
+    leaving: str = ""  # "" | scale_down | recycle | stop
+    stop_sent: bool = False
+    kill_reason: str = ""
+    startup_error: str = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def send(self, message: Task | None) -> None:
+        # If it died, its sentinel tells us and its task is retried.
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(message)
+
+
+def lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:
+    task = handle.task
+    assert task is not None
+    reason = handle.kill_reason
+    if reason == "TIMEOUT":
+        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.TIMEOUT,
+                          reason="TIMEOUT", message=f"{TaskTimeoutError.__name__}: the PO ran "
+                          "past max_task_timeout; its worker's process tree was killed")
+    if reason == "STOP_TIMEOUT":
+        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.CANCELLED,
+                          reason="STOP_TIMEOUT", message="the pool stopped while this PO ran")
+    if reason == "MEMORY_LIMIT":
+        return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
+                          reason="MEMORY_LIMIT", retryable=True,
+                          message=f"the worker used {handle.memory_mb:.0f} MB; killed")
+    return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
+                      reason="WORKER_CRASHED", retryable=True,
+                      message=f"the worker died (exit code {exitcode}) during this PO")
+
+
+def receive_all(conn: Connection) -> list[Any]:
+    messages = []
+    try:
+        while conn.poll():
+            messages.append(conn.recv())
+    except (EOFError, OSError):
+        pass
+    return messages
