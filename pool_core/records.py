@@ -24,6 +24,7 @@ class Track:
     attempts: int = 0
     retries: int = 0  # requeues charged to the retry budget
     rate_limited: int = 0  # 429 requeues not charged to it
+    free_requeues: int = 0  # its worker's browser was gone before the PO started
     worker_id: int | None = None
     attempt_seconds: list[float] = field(default_factory=list)
     first_started: float | None = None

@@ -47,7 +47,15 @@ from pool_core.profiles import ProfileManager, WorkerRoot
 from pool_core.records import RunBook, Track
 from pool_core.state import PoolStateMachine, PoolStatus
 from pool_core.task_source import TaskSource
-from pool_core.worker import Phase, Ready, StartupFailed, TaskDone, TaskReceived, worker_main
+from pool_core.worker import (
+    BROWSER_LOST_BEFORE_START,
+    Phase,
+    Ready,
+    StartupFailed,
+    TaskDone,
+    TaskReceived,
+    worker_main,
+)
 
 log = logging.getLogger(__name__)
 SITE_FAILURE_PREFIXES = ("HTTP_5", "NETWORK")
@@ -270,6 +278,10 @@ class Supervisor(threading.Thread):
         if self.stop_requested and (result.retryable or result.status is POStatus.LOGIN_REQUIRED):
             result = replace(result, status=POStatus.CANCELLED, reason="STOPPED",
                              message=f"stopped before a retry ({result.reason})")
+        elif result.reason == BROWSER_LOST_BEFORE_START and track.free_requeues < 2:
+            track.free_requeues += 1  # not the PO's fault; bounded all the same
+            self._requeue(track, result, 0.0)
+            return
         elif result.retry_after is not None and (
                 track.rate_limited < self.options.max_rate_limit_requeues):
             track.rate_limited += 1

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Playwright
 
 EXIT_BROWSER_DIED = 3
+BROWSER_LOST_BEFORE_START = "BROWSER_LOST_BEFORE_START"  # requeued without charge
 EXIT_STARTUP_FAILED = 4
 EXIT_PARENT_DIED = 5
 
@@ -207,6 +208,13 @@ class _BrowserSession:
         context = None
         try:
             context = self._open_context()
+        except Exception as exc:
+            # The browser died while the worker was idle: the PO never started.
+            result = self._exception_result(task, exc)
+            if result.reason == "BROWSER_CRASH":
+                return replace(result, reason=BROWSER_LOST_BEFORE_START)
+            return result
+        try:
             result = process_fn(context, task, job)
             if not isinstance(result, TaskResult):
                 raise TypeError(f"process_fn returned {type(result).__name__}, not TaskResult")

@@ -48,6 +48,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> bool:
     return True
 
 
+def browser_of(worker_pid: int) -> psutil.Process:
+    """The browser process proper: no --type= flag, not the distribution's sh wrapper."""
+    browsers = [p for p in psutil.Process(worker_pid).children(recursive=True)
+                if "chrom" in p.name() and p.cmdline()[0] != "/bin/sh"
+                and not any(a.startswith("--type=") for a in p.cmdline())]
+    assert len(browsers) == 1, browsers
+    return browsers[0]
+
+
 def assert_one_record_per_po(pool: WorkerPool, batch: list[dict]) -> None:
     records = pool.get_records()
     assert sorted(r.po_number for r in records) == sorted(p["po_number"] for p in batch)
@@ -81,17 +90,26 @@ def test_it_recovers_when_only_the_browser_is_killed(
     batch = catalog.demo_batch(site.base_url, 2)
     pool.start_processing(batch)
     victim = busy_worker(pool)
-    # The browser process proper: no --type= flag, not the distribution's sh wrapper.
-    browsers = [p for p in psutil.Process(victim["pid"]).children(recursive=True)
-                if "chrom" in p.name() and p.cmdline()[0] != "/bin/sh"
-                and not any(a.startswith("--type=") for a in p.cmdline())]
-    assert len(browsers) == 1
-    browsers[0].kill()
+    browser_of(victim["pid"]).kill()
     assert pool.wait_until_done(60)
     assert_one_record_per_po(pool, batch)
     record = next(r for r in pool.get_records() if r.po_number == victim["current_po"])
     assert (record.status, record.attempts) == (POStatus.COMPLETED, 2)
     assert wait_for(lambda: [w["restarts"] for w in pool.get_status()["worker_details"]] == [1])
+    assert pool.stop_processing(10)
+
+
+def test_a_browser_lost_while_idle_does_not_charge_the_next_po(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    pool = make_pool(1, retry_limit=0)
+    pool.start_processing(catalog.demo_batch(site.base_url, 1))
+    assert pool.wait_until_done(30)
+    (worker,) = pool.get_status()["worker_details"]
+    browser_of(worker["pid"]).kill()
+    pool.submit(catalog.demo_batch(site.base_url, 1, start=500000))
+    assert pool.wait_until_done(30)
+    second = pool.get_records()[1]
+    assert (second.status, second.attempts) == (POStatus.COMPLETED, 2)
     assert pool.stop_processing(10)
 
 
