@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -17,11 +18,12 @@ LATER = int(time.time()) + 86400
 
 
 def test_it_accepts_a_playwright_storage_state() -> None:
-    state = {"cookies": [{"name": "sid", "value": "v-1", "domain": "127.0.0.1", "path": "/",
-                          "expires": LATER, "httpOnly": True, "secure": False,
-                          "sameSite": "Lax"}],
-             "origins": [{"origin": "http://127.0.0.1:8001",
-                          "localStorage": [{"name": "k", "value": "x"}]}]}
+    cookie = {"name": "sid", "value": "v-1", "domain": "127.0.0.1", "path": "/",
+              "expires": LATER, "httpOnly": True, "secure": False, "sameSite": "Lax"}
+    state: dict[str, Any] = {
+        "cookies": [cookie],
+        "origins": [{"origin": "http://127.0.0.1:8001",
+                     "localStorage": [{"name": "k", "value": "x"}]}]}
     result = storage_state_from_upload(json.dumps(state).encode(), DEMO)
     assert result["cookies"][0] | {"value": ""} == state["cookies"][0] | {"value": ""}
     assert result["origins"] == state["origins"]
