@@ -18,6 +18,7 @@
   const MAX_EVENTS = 30;
   const MAX_LATENCIES = 20000;
   const CHART_POINTS = 30;
+  const CHART_REDRAW_MS = 5000;
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
   const RESYNC_MS = 60000; // a full snapshot now and then: the channel layer may drop updates
   const $ = (id) => document.getElementById(id);
@@ -384,7 +385,9 @@
   function scheduleChart() {
     if (chartDue) return;
     chartDue = true;
-    setTimeout(() => { chartDue = false; renderChart(); }, 1000);
+    // Bars are per minute: redrawing every few seconds is plenty, and a Chart.js redraw
+    // costs more than all the other DOM updates of a second together.
+    setTimeout(() => { chartDue = false; renderChart(); }, CHART_REDRAW_MS);
   }
 
   // ---- applying messages ------------------------------------------------------------
