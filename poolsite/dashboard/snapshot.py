@@ -30,6 +30,7 @@ from poolsite.batches.models import (
     PurchaseOrder,
     Status,
 )
+from poolsite.sessions.health import site_sessions
 from poolsite.supervisor.controls import ALLOWED_IN, MAX_SIZE, MIN_SIZE, allowed_actions
 from poolsite.supervisor.models import HOST_STALE_AFTER, PoolEvent, PoolHost, PoolPlan
 
@@ -78,6 +79,7 @@ def build_snapshot() -> dict[str, Any]:
         "events": _events(),
         "failures": _failures(batch),
         "chart": chart,
+        "sessions": site_sessions(),
     }
 
 

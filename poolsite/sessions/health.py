@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,12 +129,13 @@ def probe(preset: SitePreset, base_url: str, *, storage_state: str = "",
 
 
 def site_sessions() -> list[dict[str, Any]]:
-    """Each site's session for the dashboard and the sessions page (no secrets).
+    """Each site's session, for the dashboard's snapshot and the sessions page (no secrets).
 
-    One dict per preset that needs a session (has a probe page) or has one saved:
-    site, saved, kind, source, captured_at, captured_by, cookie_count,
-    earliest_expiry, expired, last_probe_at, last_probe_ok, last_probe_message,
-    last_ok_at (datetimes as ISO strings or None), and the page to manage it.
+    One dict per preset that needs a session (it has a probe page) or has one saved:
+    site, saved, state ("ok" | "unchecked" | "signed_out" | "expired" | "missing"),
+    summary (one line for people), page (where to replace it) and, when saved: kind,
+    source, captured_by, cookie_count, captured_at, earliest_expiry, last_probe_at,
+    last_ok_at (epoch seconds or None), last_probe_ok, last_probe_message.
     """
     saved = {s.site: s for s in SiteSession.objects.all()}
     names = sorted({name for name, p in presets().items() if p.probe_url} | set(saved))
@@ -143,20 +144,41 @@ def site_sessions() -> list[dict[str, Any]]:
     return [_session_row(name, saved.get(name), now, page) for name in names]
 
 
-def _session_row(site: str, saved: SiteSession | None, now: Any, page: str) -> dict[str, Any]:
+def _session_row(site: str, saved: SiteSession | None, now: datetime, page: str
+                 ) -> dict[str, Any]:
     if saved is None:
-        return {"site": site, "saved": False, "page": page}
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {"site": site, "saved": True, "page": page, "kind": saved.kind,
-            "source": saved.source, "captured_at": iso(saved.captured_at),
+        return {"site": site, "saved": False, "state": "missing", "page": page,
+                "summary": "not signed in: no session saved"}
+    if saved.expired_at(now):
+        state = "expired"
+    elif saved.last_probe_ok is False:
+        state = "signed_out"
+    else:
+        state = "ok" if saved.last_ok_at else "unchecked"
+    parts = [f"captured {_when(saved.captured_at)} by {saved.captured_by_name or '?'}",
+             f"{saved.cookie_count} cookie{'s' if saved.cookie_count != 1 else ''}",
+             f"earliest expiry {_when(saved.earliest_expiry)}" if saved.earliest_expiry
+             else "session cookies only",
+             f"last signed in {_when(saved.last_ok_at)}" if saved.last_ok_at
+             else "not probed yet"]
+    if saved.last_probe_ok is False:
+        parts.append(f"last check: {saved.last_probe_message}")
+    return {"site": site, "saved": True, "state": state, "page": page,
+            "summary": " · ".join(parts), "kind": saved.kind, "source": saved.source,
             "captured_by": saved.captured_by_name, "cookie_count": saved.cookie_count,
-            "earliest_expiry": iso(saved.earliest_expiry), "expired": saved.expired_at(now),
-            "last_probe_at": iso(saved.last_probe_at), "last_probe_ok": saved.last_probe_ok,
+            "captured_at": _epoch(saved.captured_at),
+            "earliest_expiry": _epoch(saved.earliest_expiry),
+            "last_probe_at": _epoch(saved.last_probe_at), "last_probe_ok": saved.last_probe_ok,
             "last_probe_message": saved.last_probe_message,
-            "last_ok_at": iso(saved.last_ok_at)}
+            "last_ok_at": _epoch(saved.last_ok_at)}
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return None if when is None else round(when.timestamp(), 3)
+
+
+def _when(when: datetime | None) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC") if when is not None else "?"
 
 
 def _batch_base_url(batch: Any, preset: SitePreset) -> str:
