@@ -171,6 +171,9 @@ POOL_LEASE_SECONDS = envint("POOL_LEASE_SECONDS", "60")
 POOL_POLL_SECONDS = float(os.getenv("POOL_POLL_SECONDS", "1.0"))
 POOL_STOP_TIMEOUT = envint("POOL_STOP_TIMEOUT", "30")  # graceful stop, seconds
 POOL_HEADLESS = envbool("POOL_HEADLESS", "1")
+# After an outage pause (HTTP 5xx / network errors in a row), check the site this often
+# and resume by itself once it answers.
+POOL_SITE_PROBE_SECONDS = float(os.getenv("POOL_SITE_PROBE_SECONDS", "10"))
 # Probe the site's saved session before a start and refuse when it is not signed in.
 POOL_SESSION_PREFLIGHT = envbool("POOL_SESSION_PREFLIGHT", "1")
 # Extra site presets (*.json) beside the built-in coupa, generic and demo.

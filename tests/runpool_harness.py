@@ -77,8 +77,11 @@ class Deployment:
                                "WHERE batch_id = ?", batch_id))
 
     def leftovers(self) -> list[str]:
-        """Temp roots of ours, or processes naming our temp folder, still around."""
-        found = [f"root {p.name}" for p in self.tmp_dir.glob("poolsite-*")]
+        """Worker temp roots, or processes naming our temp folder, still around.
+
+        (The engine's Node compile cache beside them is kept on purpose.)
+        """
+        found = [f"root {p.name}" for p in self.tmp_dir.glob("poolsite-*-w*")]
         found += [f"process {p.pid}" for p in processes_naming(str(self.tmp_dir))
                   if not is_gone(p)]
         return found

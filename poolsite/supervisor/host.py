@@ -20,6 +20,8 @@ import os
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 
 import psutil
 from django.db import close_old_connections
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from pool_core import HeadlessConfiguration, PoolStatus, ProfileManager, WorkerPool
@@ -45,6 +47,27 @@ from poolsite.supervisor.task_source import DbTaskSource
 log = logging.getLogger(__name__)
 PROCESS_FN = "pool_core.processing:process_po"
 RECOVER_EVERY = 5.0  # seconds between sweeps for expired leases
+START_ATTEMPTS = 3  # consecutive failed pool starts before the plan pauses
+OUTAGE_PAUSE = "SITE_FAILING"  # the engine's pause reason after consecutive 5xx/network
+
+
+def _site_answers(site: SitePreset) -> bool:
+    """Whether the site's front page answers below HTTP 500 (a redirect counts)."""
+    if site.check_url(site.base_url) is not None:
+        return False  # never probe outside the allow-list
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(site.base_url + "/", timeout=5) as response:
+            return int(response.status) < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
 
 
 def _paused_for_login(pool: WorkerPool) -> bool:
@@ -72,6 +95,7 @@ class HostOptions:
     site_base_urls: tuple[tuple[str, str], ...] = ()  # preset name -> base_url override
     process_fn: str = PROCESS_FN
     exit_when_idle: bool = False
+    site_probe_seconds: float = 10.0  # outage pauses: how often to check the site
 
 
 class HostSupervisor:
@@ -93,8 +117,9 @@ class HostSupervisor:
         self.wake = threading.Event()
         self._stopper: threading.Thread | None = None
         self._applied_version = -1
-        self._last_renew = self._last_recover = 0.0
+        self._last_renew = self._last_recover = self._last_site_probe = 0.0
         self._did_work = False
+        self._start_failures = 0
         self._presets = load_presets(
             (Path(options.sites_dir),) if options.sites_dir else ())
 
@@ -141,6 +166,7 @@ class HostSupervisor:
             if pool is not None and status is PoolStatus.RUNNING:
                 pool.pause_processing()
                 self.recorder.note("paused", f"{self.name} paused: {plan.reason}")
+            self._maybe_auto_resume(plan)
         elif pool is not None and status in (PoolStatus.RUNNING, PoolStatus.PAUSED):
             self._stop_pool_async(immediate=plan.immediate_stop, why="stopped by an operator")
         elif pool is None and plan.state == PoolPlan.State.STOPPING:
@@ -195,8 +221,16 @@ class HostSupervisor:
             self._end_run(Run.State.CRASHED)
             self.pool = None
             self._release_held()
-            self._plan_pause(plan, f"pool could not start on {self.name}: {exc}")
+            self._start_failures += 1
+            # A worker lost while starting is worth another try; a missing browser or a
+            # full disk is not, and retrying forever would hide it from the operator.
+            if self._start_failures >= START_ATTEMPTS:
+                self._plan_pause(plan, f"pool could not start on {self.name}: {exc}")
+            else:
+                self.recorder.note("start_failed", f"{self.name} could not start its pool "
+                                   f"(try {self._start_failures}): {exc}", "warning")
             return
+        self._start_failures = 0
         Run.objects.filter(pk=self.run.pk).update(state=Run.State.RUNNING)
         self._did_work = True
         self.recorder.note("run_started", f"{self.name} started {plan.pool_size} workers "
@@ -223,7 +257,8 @@ class HostSupervisor:
         preset = self._presets.get(batch.site_preset)
         if preset is None:
             return None
-        base_url = batch.site_base_url or dict(self.options.site_base_urls).get(preset.name)
+        # This host's explicit setting (the demo site's port) wins over the upload's.
+        base_url = dict(self.options.site_base_urls).get(preset.name) or batch.site_base_url
         return preset.with_base_url(base_url) if base_url else preset
 
     def _propagate_auto_pause(self, plan: PoolPlan, pool: WorkerPool) -> None:
@@ -231,6 +266,36 @@ class HostSupervisor:
         reason = pool.get_status().get("pause_reason") or "paused by the pool"
         if self._plan_pause(plan, reason):
             self.recorder.note("auto_paused", f"{self.name}: {reason}", "error")
+
+    def _maybe_auto_resume(self, plan: PoolPlan) -> None:
+        """After an outage pause, resume by itself once the site answers again.
+
+        Only outage pauses (HTTP 5xx / network) qualify; a login wall or an operator's
+        pause waits for a person.
+        """
+        if not plan.reason.startswith(OUTAGE_PAUSE) or plan.batch_id is None:
+            return
+        now = time.monotonic()
+        if now - self._last_site_probe < self.options.site_probe_seconds:
+            return
+        self._last_site_probe = now
+        site = self._site_for(Batch.objects.get(pk=plan.batch_id))
+        if site is None or not site.base_url or not _site_answers(site):
+            return
+        resumed = PoolPlan.objects.filter(pk=plan.pk, version=plan.version,
+                                          state=PoolPlan.State.PAUSED).update(
+            state=PoolPlan.State.RUNNING, reason="", version=plan.version + 1,
+            updated_at=timezone.now())
+        if resumed:
+            # POs that failed only because the site was down get their turn again.
+            requeued = PurchaseOrder.objects.filter(
+                Q(reason__startswith="HTTP_5") | Q(reason__startswith="NETWORK"),
+                batch=plan.batch_id, status=Status.FAILED).update(
+                status=Status.QUEUED, reason="", message="", attempts=0)
+            self.source.refresh_queued_count()
+            self.recorder.note("auto_resumed", f"{site.name} answers again: resumed, "
+                               f"{requeued} PO(s) failed by the outage queued again")
+            self.wake.set()
 
     def _recover_from_error(self, pool: WorkerPool) -> None:
         reason = pool.get_status().get("state_reason", "")
@@ -314,6 +379,8 @@ class HostSupervisor:
 
     # -- heartbeat and housekeeping ------------------------------------------------------------
     def _heartbeat(self, plan: PoolPlan) -> None:
+        if self.pool is not None:
+            self.source.refresh_queued_count()
         pool = self.pool
         status = pool.get_status() if pool is not None else None
         state = str(status["pool_status"]) if status else "IDLE"

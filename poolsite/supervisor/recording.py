@@ -40,7 +40,12 @@ from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.models import PoolEvent
 
 log = logging.getLogger(__name__)
-WORKER_CRASH_REASONS = ("crashed", "TIMEOUT", "MEMORY_LIMIT", "BROWSER_CRASH")
+WORKER_CRASH_REASONS = ("crashed", "TIMEOUT", "MEMORY_LIMIT", "BROWSER_CRASH", "STOP_TIMEOUT")
+
+
+def _is_crash(reason: str) -> bool:
+    """Whether a worker ended abnormally ("crashed (exit code -9)", "TIMEOUT", …)."""
+    return reason.startswith(WORKER_CRASH_REASONS)
 
 
 def _when(epoch: float | None) -> datetime:
@@ -145,9 +150,9 @@ class Recorder:
                       "warning")
 
     def _worker_stopped(self, event: WorkerStopped) -> None:
-        self._card(event.worker_id, state="dead" if event.reason in WORKER_CRASH_REASONS
-                   else "stopped", po_number="", phase="")
-        if event.reason in WORKER_CRASH_REASONS:
+        self._card(event.worker_id, state="dead" if _is_crash(event.reason) else "stopped",
+                   po_number="", phase="")
+        if _is_crash(event.reason):
             self.note("worker_crashed", f"worker {event.worker_id} (pid {event.pid}) ended: "
                       f"{event.reason}", "error")
 

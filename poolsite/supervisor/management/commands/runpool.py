@@ -151,6 +151,7 @@ class Command(BaseCommand):
             base_profile=options["base_profile"],
             site_base_urls=(("demo", demo.base_url if demo else settings.POOL_DEMO_URL),),
             exit_when_idle=options["exit_when_idle"],
+            site_probe_seconds=settings.POOL_SITE_PROBE_SECONDS,
         )
 
     def _start_demo_site(self) -> Any:
