@@ -9,6 +9,7 @@ may appear in a log, a page or the database.
 from __future__ import annotations
 
 import json
+import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -71,6 +72,26 @@ def test_it_captures_through_the_sign_in_url_then_a_batch_completes(
                              deploy.log(), _sqlite_dump(deploy.data_dir / "poolsite.sqlite3")])
     for value in _cookie_values(state):
         assert value not in with_values
+
+
+def test_runpool_signs_the_demo_site_in_once_and_keeps_the_session_across_restarts(
+        site: DemoSite, tmp_path: Path) -> None:
+    deploy = deployment(tmp_path, site)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        deploy.env["POOL_DEMO_PORT"] = str(sock.getsockname()[1])
+    runs = [deploy.manage("runpool", "--no-web", "--exit-when-idle", "--with-demo-site",
+                          timeout=120) for _ in range(2)]
+
+    assert all("demo site signed in" in run.stdout for run in runs)
+    # The second start found the saved session still signed in (stable demo secret).
+    assert deploy.query("SELECT action, outcome, username FROM batches_controlaction") == [
+        ("capture_session", "done", "runpool --with-demo-site")]
+    assert deploy.query("SELECT site, source, last_probe_ok FROM site_sessions_sitesession"
+                        ) == [("demo", "demo", 1)]
+    output = "".join(run.stdout + run.stderr for run in runs)
+    state = deploy.data_dir / "sessions" / "demo" / "storage-state.json"
+    assert all(value not in output for value in _cookie_values(state))
 
 
 @pytest.fixture
