@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,6 +40,7 @@ from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.models import PoolEvent
 
 log = logging.getLogger(__name__)
+WRITE_ATTEMPTS = 30  # with backoff capped at 10 s: about four minutes
 WORKER_CRASH_REASONS = ("crashed", "TIMEOUT", "MEMORY_LIMIT", "BROWSER_CRASH", "STOP_TIMEOUT")
 
 
@@ -175,12 +176,31 @@ class Recorder:
             if item is None:
                 return
             kind, payload = item
+            self._write_patiently(kind, payload)
+
+    def _write_patiently(self, kind: str, payload: Any) -> None:
+        """Write one item; wait out a locked or unreachable database instead of losing it.
+
+        A result given up on is not lost either (the lease expires and the PO is done
+        again), but that costs a second visit to the site, so try for a few minutes.
+        """
+        delay = 0.5
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 self._write(kind, payload)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("database unavailable while recording %s (try %d): %s",
+                            kind, attempt, exc)
+                close_old_connections()
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except Exception:
-                # Keep going: the lease expiry re-queues a PO whose result was lost.
                 log.exception("could not record %s", kind)
                 close_old_connections()
+                return
+        log.error("gave up recording %s after %d tries; its lease will expire and the PO "
+                  "will be done again", kind, WRITE_ATTEMPTS)
 
     def _write(self, kind: str, payload: Any) -> None:
         if kind == "flush":
