@@ -337,6 +337,22 @@
     }
   }
 
+  function renderSessions() {
+    // Site sessions (poolsite.sessions): the list, and the hint after a login wall.
+    const box = $("site-sessions");
+    if (!box || !Array.isArray(state.sessions)) return;
+    const hint = box.querySelector(".login-required");
+    if (hint) hint.hidden = !/LOGIN_REQUIRED/.test(headline().reason || "");
+    const list = box.querySelector("ul");
+    list.replaceChildren();
+    if (!state.sessions.length) list.append(el("li", "empty", "No site needs a session."));
+    for (const row of state.sessions) {
+      const item = el("li", `session-${row.state}`);
+      item.append(el("b", "", row.site), `: ${row.summary}`);
+      list.append(item);
+    }
+  }
+
   // ---- chart (Chart.js, vendored) ---------------------------------------------------
   function advanceChart() {
     const minute = Math.floor(Date.now() / 60000) * 60;
@@ -399,6 +415,7 @@
     renderWorkers();
     renderEvents();
     renderFailures();
+    renderSessions();
     renderChart();
   }
 
@@ -497,6 +514,7 @@
       if (JSON.stringify([state.hosts, state.plan.state]) !== before[0]) {
         renderHeadline();
         renderControls();
+        renderSessions();
       }
       if (JSON.stringify(state.batch) !== before[1]) renderProgress();
     }

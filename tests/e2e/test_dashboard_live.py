@@ -174,10 +174,13 @@ def test_it_shows_pool_updates_live_without_reload(browser: Browser,
 
         counts = {"QUEUED": 120, "RUNNING": 4, "COMPLETED": 104, "PARTIAL": 4, "TIMEOUT": 5,
                   "LOGIN_REQUIRED": 3}
-        server.send(pool={"host": HOST, "state": "PAUSED", "reason": "login required on coupa",
+        reason = "LOGIN_REQUIRED on coupa: the site asked for a login"
+        expect(page.locator("#site-sessions .login-required")).to_be_hidden()
+        server.send(pool={"host": HOST, "state": "PAUSED", "reason": reason,
                           "counts": counts, "total": 240, "sent_at": int(time.time() * 1000)})
         expect(page.locator("#pool-state")).to_have_text("paused", timeout=UPDATE_TIMEOUT)
-        expect(page.locator("#pool-reason")).to_have_text("login required on coupa")
+        expect(page.locator("#pool-reason")).to_have_text(reason)
+        expect(page.locator("#site-sessions .login-required")).to_be_visible()
         expect(page.locator('[data-counter="completed"]')).to_have_text("108")
         expect(page.locator('[data-counter="failed"]')).to_have_text("8")
         expect(page.locator("#progress-done")).to_have_text("116")
@@ -190,6 +193,7 @@ def test_it_shows_pool_updates_live_without_reload(browser: Browser,
         server.send(pool={"host": HOST, "state": "RUNNING", "reason": ""},
                     workers={f"{HOST}/w5": {"removed": True}})
         expect(page.locator("#pool-state")).to_have_text("running", timeout=UPDATE_TIMEOUT)
+        expect(page.locator("#site-sessions .login-required")).to_be_hidden()
         expect(page.locator("#workers article.card")).to_have_count(4)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
