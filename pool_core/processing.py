@@ -427,8 +427,10 @@ def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str
     try:
         page.screenshot(path=str(shot), timeout=EVIDENCE_TIMEOUT_MS)
         saved.append(str(shot))
-    except PlaywrightError:
+    except (PlaywrightError, OSError):  # a full disk must not hide the PO's real outcome
         log.warning("no screenshot of %s", task.po_number, exc_info=True)
+        with suppress(OSError):
+            shot.unlink(missing_ok=True)  # no half-written PNG posing as evidence
     try:
         markup = page.locator("html").evaluate("e => e.outerHTML", timeout=EVIDENCE_TIMEOUT_MS)
         html.write_bytes(str(markup).encode("utf-8")[:EVIDENCE_HTML_MAX_BYTES])
