@@ -98,9 +98,11 @@ class PoolConsumer(AsyncJsonWebsocketConsumer):
 
     # -- group messages ---------------------------------------------------------------
     async def pool_update(self, event: dict[str, Any]) -> None:
-        await self.send_json({"kind": "update", "workers": event.get("workers") or {},
-                              "pool": event.get("pool") or {},
-                              "events": event.get("events") or []})
+        update = {"kind": "update", "workers": event.get("workers") or {},
+                  "pool": event.get("pool") or {}, "events": event.get("events") or []}
+        if "sent_at" in event:  # when the oldest change in this update happened (epoch ms)
+            update["sent_at"] = event["sent_at"]
+        await self.send_json(update)
 
     async def pool_snapshot(self, event: dict[str, Any]) -> None:
         await self.send_snapshot(event["snapshot"])

@@ -152,7 +152,9 @@ def _progress(batch: Batch | None, hosts: list[PoolHost],
         throughput = sum(p["ok"] + p["failed"] for p in recent) / THROUGHPUT_WINDOW_MINUTES
     return {
         "id": batch.pk, "name": batch.name, "counts": counts, "total": total,
-        "pending": pending, "active": counts[Status.RUNNING],
+        # Active: POs a worker is on now. RUNNING (in counts) also holds the POs a host
+        # has claimed ahead for its idle workers, so it can exceed the pool size.
+        "pending": pending, "active": _busy(hosts, batch.pk),
         "completed": sum(counts[s] for s in SUCCESS_STATUSES),
         "failed": sum(counts[s] for s in FAILURE_STATUSES),
         "cancelled": counts[Status.CANCELLED],
@@ -162,6 +164,11 @@ def _progress(batch: Batch | None, hosts: list[PoolHost],
         "eta_seconds": round(pending * 60 / throughput) if throughput > 0 and pending else None,
         "url": _url_or_none("batch_detail", batch.pk),
     }
+
+
+def _busy(hosts: list[PoolHost], batch_id: int) -> int:
+    return sum(1 for host in hosts if host.batch_id == batch_id for card in host.workers or []
+               if isinstance(card, dict) and card.get("state") == "busy")
 
 
 def _chart(batch: Batch | None, now: datetime) -> list[dict[str, Any]]:

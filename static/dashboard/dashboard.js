@@ -6,7 +6,7 @@
 //   buttons ── {"action":…} ──▶ server (falls back to the plain form POST when offline)
 //
 // No build step, no framework: DOM updates use textContent only (never innerHTML with
-// data). window.poolDashboard.latencies holds Date.now() - pool.sent_at of every applied
+// data). window.poolDashboard.latencies holds Date.now() - sent_at of every applied
 // update, and #dashboard[data-last-latency-ms] the latest, for the benchmark.
 (function () {
   "use strict";
@@ -187,11 +187,16 @@
     batch.counts = counts;
     batch.total = typeof total === "number" ? total : Object.values(counts).reduce((a, b) => a + b, 0);
     batch.pending = sum(counts, statuses.pending);
-    batch.active = counts.RUNNING || 0;
     batch.completed = sum(counts, statuses.success);
     batch.failed = sum(counts, statuses.failure);
     batch.done = batch.total - batch.pending;
     batch.percent = batch.total ? Math.round((1000 * batch.done) / batch.total) / 10 : 0;
+  }
+
+  function countActive() {
+    // POs a worker is on now (mirrors snapshot._busy); RUNNING also counts claimed ones.
+    const hosts = new Set(state.hosts.filter((h) => h.batch_id === state.batch.id).map((h) => h.host));
+    return Object.values(state.workers).filter((c) => c.state === "busy" && hosts.has(c.host)).length;
   }
 
   function renderProgress() {
@@ -506,6 +511,13 @@
       }
     }
     if (newCard) renderWorkers();
+    if (state.batch && Object.keys(message.workers || {}).length) {
+      const active = countActive();
+      if (active !== state.batch.active) {
+        state.batch.active = active;
+        root.querySelector('[data-counter="active"]').textContent = active;
+      }
+    }
     const pool = message.pool || {};
     if (Object.keys(pool).length) {
       // Redraw only what changed: most updates only move a worker card.
@@ -524,8 +536,10 @@
     }
     window.poolDashboard.updates += 1;
     root.dataset.updatesApplied = window.poolDashboard.updates;
-    if (typeof pool.sent_at === "number") {
-      const latency = Date.now() - pool.sent_at;
+    // A top-level sent_at (the oldest change in the update) wins over the pool's.
+    const sentAt = typeof message.sent_at === "number" ? message.sent_at : pool.sent_at;
+    if (typeof sentAt === "number") {
+      const latency = Date.now() - sentAt;
       if (latencies.length < MAX_LATENCIES) latencies.push(latency);
       root.dataset.lastLatencyMs = latency;
     }

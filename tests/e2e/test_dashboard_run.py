@@ -151,6 +151,7 @@ def test_an_operator_runs_a_batch_from_the_dashboard(
             page.fill("#scale-size", "4")
             page.click('button[data-action="scale"]')
             wait_for(lambda: busy(page) == 4, LONG / 1000, "four busy workers")
+            expect(page.locator('[data-counter="active"]')).to_have_text("4")
             page.screenshot(path=str(_artifacts() / "dashboard-run.png"), full_page=True)
             wait_for(lambda: busy(watcher) == 4, 30, "the viewer to see four busy workers")
 
@@ -180,7 +181,9 @@ def _wait_counts_agree(page: Page, deploy: Deployment, what: str) -> None:
 
 def _page_counts(page: Page) -> dict[str, int]:
     counts = {name: int(page.locator(f'[data-counter="{name}"]').inner_text())
-              for name in ("pending", "active", "completed", "failed")}
+              for name in ("pending", "completed", "failed")}
+    running = page.locator('#by-status li[data-status="RUNNING"] b')
+    counts["running"] = int(running.inner_text()) if running.count() else 0
     counts["done"] = int(page.locator("#progress-done").inner_text())
     counts["total"] = int(page.locator("#progress-total").inner_text())
     return counts
@@ -193,5 +196,5 @@ def _db_counts(deploy: Deployment) -> dict[str, int]:
     completed = sum(rows.get(s, 0) for s in ("COMPLETED", "PARTIAL", "NO_ATTACHMENTS"))
     total = sum(rows.values())
     failed = total - pending - completed - rows.get("CANCELLED", 0)
-    return {"pending": pending, "active": rows.get("RUNNING", 0), "completed": completed,
+    return {"pending": pending, "running": rows.get("RUNNING", 0), "completed": completed,
             "failed": failed, "done": total - pending, "total": total}

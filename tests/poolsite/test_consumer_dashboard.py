@@ -128,7 +128,8 @@ async def test_it_sends_a_snapshot_on_connect(viewer_cookie: str, live_host: Poo
 
 async def test_it_relays_pool_updates_to_every_dashboard(viewer_cookie: str,
                                                          operator_cookie: str) -> None:
-    update = {"type": "pool.update", "workers": {"h1:10/w1": {"phase": "verify files"}},
+    update = {"type": "pool.update", "sent_at": 1234,
+              "workers": {"h1:10/w1": {"phase": "verify files"}},
               "pool": {"host": "h1:10", "state": "RUNNING", "sent_at": 1},
               "events": [{"at": 1.0, "host": "h1:10", "level": "warning",
                           "kind": "worker_replaced", "message": "w2 crashed; replaced"}]}
@@ -139,6 +140,7 @@ async def test_it_relays_pool_updates_to_every_dashboard(viewer_cookie: str,
             assert relayed["workers"] == update["workers"]
             assert relayed["pool"]["state"] == "RUNNING"
             assert relayed["events"][0]["kind"] == "worker_replaced"
+            assert relayed["sent_at"] == 1234
 
 
 async def test_it_refuses_control_from_a_viewer_and_records_the_refusal(

@@ -123,7 +123,8 @@ def test_it_counts_progress_and_failures_of_the_running_batch() -> None:
     PoolPlan.objects.update_or_create(pk=1, defaults={"batch": batch, "state": "running"})
     progress = build_snapshot()["batch"]
     assert (progress["total"], progress["done"], progress["pending"]) == (10, 5, 5)
-    assert (progress["completed"], progress["failed"], progress["active"]) == (4, 1, 1)
+    assert (progress["completed"], progress["failed"], progress["counts"]["RUNNING"]) == (4, 1, 1)
+    assert progress["active"] == 0  # claimed, but no worker is on it
     assert progress["percent"] == 50.0
     assert progress["throughput_per_min"] == 1.0  # 5 finished in the last 5 minutes
     assert progress["eta_seconds"] == 300
