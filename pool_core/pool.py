@@ -2,8 +2,12 @@
 
 The public object is a thin, thread-safe facade: it validates, moves the state machine
 and hands work to a Supervisor thread (pool_core.supervisor), which owns the worker
-processes for one start..stop cycle. One condition variable guards everything; no
-public method holds it while waiting for a process, a browser or the disk.
+processes for one start..stop cycle. One condition variable guards everything; it is
+never held while waiting for a worker or a browser (waits release it), only briefly
+while start_processing() creates the temp roots.
+
+Signals: call install_signal_handlers() in the host's main thread to turn SIGTERM and
+SIGINT into a graceful stop_processing().
 """
 
 from __future__ import annotations
