@@ -452,10 +452,10 @@ def _evidence_stem(attempt: _Attempt, reason: str) -> str:
 
 def _close(attempt: _Attempt, page: Page | None) -> None:
     discard(attempt.work)
-    attempt.guard.remove()
     if page is not None:
         with suppress(PlaywrightError):  # the context or browser is gone already
             page.close()
+    attempt.guard.remove()
 
 
 def _result(attempt: _Attempt, outcome: Outcome, evidence: tuple[str, ...]) -> TaskResult:

@@ -43,7 +43,7 @@ class RequestGuard:
         self.site = site
         self.blocked: list[tuple[str, str]] = []  # (url, why)
         self._context: BrowserContext | None = None
-        self._sessions: list[CDPSession] = []
+        self._sessions: list[tuple[CDPSession, Page]] = []
         self._pages: list[Page] = []
 
     def problem(self, url: str) -> str | None:
@@ -74,20 +74,22 @@ class RequestGuard:
         session.on("Fetch.requestPaused", lambda event: self._on_paused(session, event))
         session.send("Fetch.enable", {"patterns": [{"urlPattern": "*",
                                                     "requestStage": "Request"}]})
-        self._sessions.append(session)
+        self._sessions.append((session, page))
 
     def stop_loading(self) -> None:
         """Abandon a navigation that hangs, so the page can be inspected (evidence)."""
-        for session in self._sessions:
+        for session, _page in self._sessions:
             with suppress(PlaywrightError):
                 session.send("Page.stopLoading")
 
     def remove(self) -> None:
         """Stop guarding (a persistent context outlives the PO)."""
-        for session in self._sessions:
-            with suppress(PlaywrightError):  # the page closed, and the session with it
-                session.detach()
+        for session, page in self._sessions:
+            if not page.is_closed():  # a closed page took its session with it
+                with suppress(PlaywrightError):
+                    session.detach()
         self._sessions.clear()
+        self._pages.clear()
         if self._context is not None:
             with suppress(PlaywrightError):  # the context is closed
                 self._context.unroute("**/*", self._on_route)
