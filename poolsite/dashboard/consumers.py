@@ -81,7 +81,7 @@ class PoolConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"kind": "control_result", "ok": False, "message": str(exc)})
             return
         if not self.can_control:
-            log.warning("control message from %s, who is not an operator: %r",
+            log.warning("control message from %s, who is not an operator: %.200r",
                         user.username, content)
         ok, message = await database_sync_to_async(perform_control)(user.pk, request)
         await self.send_json({"kind": "control_result", "ok": ok, "message": message,
