@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +34,7 @@ from poolsite.supervisor.controls import ControlRefused, request_control
 from poolsite.supervisor.host import HostOptions, HostSupervisor
 from poolsite.supervisor.models import PoolPlan
 from tests.poolsite.dashboard_personas import operator as make_operator
-from tests.runpool_harness import deployment, wait_for
+from tests.runpool_harness import ROOT, deployment, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -48,14 +50,20 @@ def _cookie_values(path: Path) -> list[str]:
 def test_it_captures_through_the_sign_in_url_then_a_batch_completes(
         site: DemoSite, tmp_path: Path) -> None:
     deploy = deployment(tmp_path, site)
+    pos = catalog.demo_batch(site.base_url, 4)
+    batch_id = deploy.import_batch(pos)
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "runpool", "--no-web", "--exit-when-idle", "--batch",
+         str(batch_id)], cwd=ROOT, env=deploy.env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "session for demo is not signed in — capture it again" in refused.stderr
+
     captured = deploy.manage("capture_session", "--site", "demo", "--url",
                              site.signin_url(), "--headless", timeout=120)
     assert "session for demo saved: 1 cookie(s) for 127.0.0.1" in captured.stdout
     state = deploy.data_dir / "sessions" / "demo" / "storage-state.json"
     assert (_mode(state.parent.parent), _mode(state.parent), _mode(state)) == (
         0o700, 0o700, 0o600)
-    pos = catalog.demo_batch(site.base_url, 4)
-    batch_id = deploy.import_batch(pos)
 
     # No --storage-state: the host runs on the session saved for the batch's site.
     run = deploy.manage("runpool", "--no-web", "--exit-when-idle", "--batch", str(batch_id),

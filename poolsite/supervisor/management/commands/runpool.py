@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from poolsite.batches.models import Batch
-from poolsite.sessions.health import use_host_session
+from poolsite.sessions.health import start_refusal, use_host_session
 from poolsite.sessions.signin import CaptureError, demo_secret, ensure_demo_session
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import WAKE_GROUP, start_from_command_line
@@ -68,6 +68,11 @@ class Command(BaseCommand):
                 batch = Batch.objects.get(pk=options["batch"])
             except Batch.DoesNotExist:
                 raise CommandError(f"no batch with id {options['batch']}") from None
+            refusal = start_refusal(batch)  # no signed-in session: refuse, do not hang paused
+            if refusal:
+                if demo is not None:
+                    demo.stop()
+                raise CommandError(refusal)
             start_from_command_line(batch, size)
         try:
             if options["no_web"]:
