@@ -97,6 +97,7 @@ def adopt(site: str, staged: Path, kind: str, summary: CaptureResult, *, user: A
     _remove(other)
     now = timezone.now()
     name = username or getattr(user, "username", "") or ""
+    probed = source != SiteSession.Source.UPLOAD  # a capture ends signed in; an upload is unchecked
     with transaction.atomic():
         saved, _ = SiteSession.objects.update_or_create(site=site, defaults=dict(
             kind=kind, source=source, path=f"{site}/{final.name}", base_url=base_url[:500],
@@ -104,13 +105,9 @@ def adopt(site: str, staged: Path, kind: str, summary: CaptureResult, *, user: A
             else None, captured_by_name=name[:150], cookie_count=summary.cookie_count,
             cookie_hosts=list(summary.hosts)[:50],
             earliest_expiry=_aware(summary.earliest_expiry),
-            last_probe_at=now, last_probe_ok=True, last_probe_message=summary.message[:500],
-            last_ok_at=now))
-        if source == SiteSession.Source.UPLOAD:
-            # An upload is not probed yet: the first start will.
-            SiteSession.objects.filter(pk=saved.pk).update(
-                last_probe_at=None, last_probe_ok=None, last_probe_message="", last_ok_at=None)
-            saved.refresh_from_db()
+            last_probe_at=now if probed else None, last_probe_ok=True if probed else None,
+            last_probe_message=summary.message[:500] if probed else "",
+            last_ok_at=now if probed else None))
         record(user, action, Outcome.DONE, f"session for {site} saved: {summary.cookie_count} "
                f"cookie(s) for {', '.join(summary.hosts) or 'no host'}", username=name,
                site=site, kind=kind, cookies=summary.cookie_count, **(details or {}))
