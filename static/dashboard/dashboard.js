@@ -458,7 +458,11 @@
         if (name in pool) host[name] = pool[name];
       }
     }
-    if (pool.plan_state && pool.plan_state !== state.plan.state) {
+    // A host's heartbeat can be older than the snapshot a button press just sent: with a
+    // plan_version we can tell, and keep the newer plan.
+    const stale = typeof pool.plan_version === "number" && pool.plan_version < state.plan.version;
+    if (pool.plan_state && pool.plan_state !== state.plan.state && !stale) {
+      if (typeof pool.plan_version === "number") state.plan.version = pool.plan_version;
       state.plan.state = pool.plan_state;
       state.allowed = state.allowed_by_state[pool.plan_state] || [];
       askRefresh(); // the batch list (queued, failed) and plan reason move with it
