@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,30 +177,35 @@ def _finish_one(transfer: Transfer, download: Download, folder: Path, deadline: 
                 name_for: NameFor) -> None:
     remaining = max(0.0, deadline - time.monotonic())
     try:
-        _wait_finished(download, remaining)
+        artifact = _wait_finished(download, remaining)
         target = folder / name_for(download.suggested_filename)
-        download.save_as(target)
+        try:
+            # Take the finished file from Playwright's temp folder: no copy through the
+            # driver, no second round trip to delete it.
+            shutil.move(artifact, target)
+        except OSError:
+            download.save_as(target)
+            _delete(download)
         transfer.path = target
     except TimeoutError:
         transfer.failure = "DOWNLOAD_TIMEOUT"
         transfer.detail = f"{download.url}: not finished within the download timeout"
         _cancel(download)
+        _delete(download)
     except PlaywrightError as exc:
         transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
-    finally:
         _delete(download)
 
 
-def _wait_finished(download: Download, timeout_s: float) -> None:
-    """Block until the download has finished, or raise TimeoutError after `timeout_s`."""
+def _wait_finished(download: Download, timeout_s: float) -> Path:
+    """The finished file's path; TimeoutError when not finished within `timeout_s`."""
     try:
         impl = download._impl_obj  # no public API waits with a timeout (module docstring)
         waiter = download._sync
     except AttributeError:  # a Playwright without these internals
         log.warning("Download.path() cannot time out here; the task timeout is the limit")
-        download.path()
-        return
-    waiter(asyncio.wait_for(impl.path(), timeout=max(timeout_s, 0.001)))
+        return Path(download.path())
+    return Path(waiter(asyncio.wait_for(impl.path(), timeout=max(timeout_s, 0.001))))
 
 
 def _cancel(download: Download) -> None:
