@@ -68,6 +68,20 @@ def session_for(site_name: str) -> tuple[str | None, str | None]:
     return str(saved.full_path), None
 
 
+def session_version(site_name: str, storage_state: str = "", base_profile: str = "") -> int:
+    """When the session a host would use now was written (0: none), to spot a replacement.
+
+    An explicit storage_state/base_profile wins over the site's saved session, as in
+    HostSupervisor._build_pool.
+    """
+    if not (storage_state or base_profile):
+        storage_state, base_profile = (p or "" for p in session_for(site_name))
+    try:
+        return os.stat(storage_state or base_profile).st_mtime_ns
+    except OSError:
+        return 0
+
+
 def save_storage_state(site: str, state: dict[str, Any], *, user: Any = None,
                        username: str = "", source: str = SiteSession.Source.UPLOAD,
                        base_url: str = "", action: str = Action.UPLOAD_SESSION,

@@ -36,7 +36,7 @@ from pool_core import HeadlessConfiguration, PoolStatus, ProfileManager, WorkerP
 from pool_core.errors import PoolError
 from pool_core.sites import SitePreset, load_presets
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
-from poolsite.sessions.store import session_for
+from poolsite.sessions.store import session_for, session_version
 from poolsite.supervisor import leases
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import settle_applied
@@ -68,10 +68,6 @@ def _site_answers(site: SitePreset) -> bool:
         return exc.code < 500
     except OSError:
         return False
-
-
-def _paused_for_login(pool: WorkerPool) -> bool:
-    return str(pool.get_status().get("pause_reason") or "").startswith("LOGIN_REQUIRED")
 
 
 @dataclass(frozen=True)
@@ -119,6 +115,7 @@ class HostSupervisor:
         self._applied_version = -1
         self._last_renew = self._last_recover = self._last_site_probe = 0.0
         self._did_work = False
+        self._session_version = 0  # of the session the pool was built on (replaced: restart)
         self._start_failures = 0
         self._presets = load_presets(
             (Path(options.sites_dir),) if options.sites_dir else ())
@@ -186,9 +183,9 @@ class HostSupervisor:
         if self.run.batch_id != plan.batch_id:
             self._stop_pool_async(immediate=False, why="another batch was started")
         elif status is PoolStatus.PAUSED:
-            if plan.version != self._applied_version and _paused_for_login(pool):
-                # Its workers hold the expired session: start fresh ones on the new one.
-                self._stop_pool_async(immediate=False, why="resumed after a new sign-in")
+            if plan.version != self._applied_version and self._session_replaced():
+                # Its workers hold copies of the old session: start fresh ones on the new.
+                self._stop_pool_async(immediate=False, why="the site session was replaced")
             elif plan.version != self._applied_version:
                 pool.resume_processing()  # an operator resumed
             else:
@@ -243,6 +240,7 @@ class HostSupervisor:
             storage_state, base_profile = (p or "" for p in session_for(batch.site_preset))
         profiles = ProfileManager(base_profile=base_profile or None,
                                   storage_state=storage_state or None)
+        self._session_version = session_version(batch.site_preset, storage_state, base_profile)
         return WorkerPool(
             size, headless_config=HeadlessConfiguration(headless=options.headless),
             profile_manager=profiles, max_task_timeout=options.max_task_timeout,
@@ -260,6 +258,12 @@ class HostSupervisor:
         # This host's explicit setting (the demo site's port) wins over the upload's.
         base_url = dict(self.options.site_base_urls).get(preset.name) or batch.site_base_url
         return preset.with_base_url(base_url) if base_url else preset
+
+    def _session_replaced(self) -> bool:
+        """Whether the session this pool was built on has been replaced since."""
+        options, batch = self.options, self.run.batch if self.run else None
+        return batch is not None and self._session_version != session_version(
+            batch.site_preset, options.storage_state, options.base_profile)
 
     def _propagate_auto_pause(self, plan: PoolPlan, pool: WorkerPool) -> None:
         """The pool paused itself (login wall, failing site): pause every host."""
