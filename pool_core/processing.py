@@ -138,7 +138,6 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
             attempt.guard.install(context)
             page = context.new_page()
             attempt.guard.watch(page)
-            page.set_default_timeout(attempt.nav_ms)
         outcome = _harvest(attempt, page, url)
     except _Stop as stop:
         outcome = stop.outcome
