@@ -251,24 +251,40 @@
     return node;
   }
 
+  // Write only what differs: an unchanged write still invalidates style and layout, and
+  // most updates change one or two fields of one card.
+  function setText(node, value) {
+    const text = String(value);
+    if (node.textContent !== text) node.textContent = text;
+  }
+  function setClass(node, name) {
+    if (node.className !== name) node.className = name;
+  }
+
   function fillCard(node, card) {
-    node.className = `card state-${card.state || "unknown"}`;
-    node.querySelector(".wid").replaceChildren(el("b", "", card.worker_id), " ", el("span", "muted", card.host));
-    node.querySelector(".badge").textContent = card.state || "?";
+    setClass(node, `card state-${card.state || "unknown"}`);
+    const wid = node.querySelector(".wid");
+    if (wid.dataset.key !== node.dataset.key) {
+      wid.replaceChildren(el("b", "", card.worker_id), " ", el("span", "muted", card.host));
+      wid.dataset.key = node.dataset.key;
+    }
+    setText(node.querySelector(".badge"), card.state || "?");
     const field = (name) => node.querySelector(`[data-f="${name}"]`);
-    field("po_number").textContent = card.po_number || "—";
-    field("phase").textContent = card.phase || "—";
+    setText(field("po_number"), card.po_number || "—");
+    setText(field("phase"), card.phase || "—");
     const elapsed = field("elapsed");
-    elapsed.dataset.since = card.po_number && card.po_started_at ? card.po_started_at : "";
-    elapsed.textContent = elapsed.dataset.since ? duration(Date.now() / 1000 - card.po_started_at) : "—";
-    field("done").textContent = card.done || 0;
-    field("restarts").textContent = card.restarts || 0;
+    const since = card.po_number && card.po_started_at ? String(card.po_started_at) : "";
+    if (elapsed.dataset.since !== since) elapsed.dataset.since = since;
+    setText(elapsed, since ? duration(Date.now() / 1000 - card.po_started_at) : "—");
+    setText(field("done"), card.done || 0);
+    setText(field("restarts"), card.restarts || 0);
     const memory = card.memory_mb != null ? Math.round(card.memory_mb) : "?";
-    field("memory").textContent = `${memory} / ${card.memory_limit_mb || "?"} MB`;
+    setText(field("memory"), `${memory} / ${card.memory_limit_mb || "?"} MB`);
     const share = card.memory_limit_mb ? Math.min(100, (100 * (card.memory_mb || 0)) / card.memory_limit_mb) : 0;
     const bar = node.querySelector(".mem span");
-    bar.style.width = `${share}%`;
-    bar.className = share >= 90 ? "high" : share >= 70 ? "warn" : "";
+    const width = `${Math.round(share)}%`;
+    if (bar.style.width !== width) bar.style.width = width;
+    setClass(bar, share >= 90 ? "high" : share >= 70 ? "warn" : "");
   }
 
   function renderWorkers() {
@@ -294,7 +310,7 @@
     const now = Date.now() / 1000;
     for (const dd of root.querySelectorAll('[data-f="elapsed"]')) {
       const since = Number(dd.dataset.since);
-      if (since) dd.textContent = duration(now - since);
+      if (since) setText(dd, duration(now - since));
     }
   }
 
