@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pool_core.browser import find_browser
 from poolsite.demo_erp.server import DemoSite
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +61,23 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
     if database["ENGINE"].endswith("sqlite3"):
         path = tmp_path_factory.mktemp("db") / "test.sqlite3"
         database.setdefault("TEST", {})["NAME"] = str(path)
+
+
+def user_in_role(username: str, role: str) -> User:
+    """A user in the "operators" or "viewers" group, (re)creating the group if needed.
+
+    Transactional tests flush the database, taking the groups the data migration made
+    with it; this puts them back the way the migration does.
+    """
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import User as UserModel
+
+    from poolsite.batches.roles import OPERATOR_CODENAMES, OPERATORS, VIEWER_CODENAMES
+
+    codenames = OPERATOR_CODENAMES if role == OPERATORS else VIEWER_CODENAMES
+    group, _ = Group.objects.get_or_create(name=role)
+    group.permissions.add(*Permission.objects.filter(content_type__app_label="batches",
+                                                     codename__in=codenames))
+    user = UserModel.objects.create_user(username, f"{username}@example.org")
+    user.groups.add(group)
+    return user

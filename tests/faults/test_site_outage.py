@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from poolsite.batches.batch_import import batch_import_rows
 from poolsite.batches.models import Status
@@ -20,9 +19,10 @@ from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import request_control
 from poolsite.supervisor.host import HostOptions, HostSupervisor
 from poolsite.supervisor.models import PoolEvent, PoolPlan
+from tests.conftest import user_in_role
 from tests.runpool_harness import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -46,8 +46,7 @@ def host(site: DemoSite, tmp_path: Path) -> Iterator[HostSupervisor]:
 
 def test_it_pauses_during_an_outage_and_finishes_the_batch_after_it(
         site: DemoSite, host: HostSupervisor) -> None:
-    operator = User.objects.create_user("olga")
-    operator.groups.add(Group.objects.get(name="operators"))
+    operator = user_in_role("olga", "operators")
     site.latency = 0.2
     pos = catalog.demo_batch(site.base_url, 30)
     batch = batch_import_rows(pos, name="outage")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
 from poolsite.batches.batch_import import batch_import_rows
 from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Run, Status
@@ -18,23 +18,20 @@ from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import ControlRefused, request_control
 from poolsite.supervisor.host import HostOptions, HostSupervisor
 from poolsite.supervisor.models import PoolHost, PoolPlan
+from tests.conftest import user_in_role
 from tests.runpool_harness import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def operator() -> User:
-    user = User.objects.create_user("olga", "olga@example.org")
-    user.groups.add(Group.objects.get(name="operators"))
-    return user
+    return user_in_role("olga", "operators")
 
 
 @pytest.fixture
 def viewer() -> User:
-    user = User.objects.create_user("victor", "victor@example.org")
-    user.groups.add(Group.objects.get(name="viewers"))
-    return user
+    return user_in_role("victor", "viewers")
 
 
 @pytest.fixture
