@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -52,6 +52,9 @@ class Command(BaseCommand):
                                  "prints 'session NAME KEY' for a signed-in cookie")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:  # it writes pretend rows and prints session keys
+            raise CommandError("dashboard_preview is a development tool: it refuses to run "
+                               "with DJANGO_DEBUG=0")
         for spec in options["user"]:
             self._user(spec)
         batch = seed_preview(pos=options["pos"], workers=options["workers"], host=HOST) \
