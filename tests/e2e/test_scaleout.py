@@ -50,6 +50,12 @@ def _scaleout_deployment(tmp_path: Path, site: DemoSite, database: str, redis: s
     return deploy
 
 
+def _plan_state(database: str) -> str:
+    with psycopg.connect(database, connect_timeout=5) as conn:
+        row = conn.execute("SELECT state FROM supervisor_poolplan").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _pg_statuses(database: str, batch_id: int) -> dict[str, str]:
     with psycopg.connect(database, connect_timeout=5) as conn:
         rows = conn.execute("SELECT po_number, status FROM batches_purchaseorder "
@@ -75,10 +81,13 @@ def test_it_shares_one_batch_between_two_hosts_and_processes_each_po_once(
             received.append(await asyncio.wait_for(layer.receive(channel), timeout=60))
         await layer.group_discard("pool", channel)
 
-    hosts = [deploy.runpool("--no-web", "--exit-when-idle", "--pool-size", "2",
-                            "--storage-state", state, *(("--batch", str(batch_id)) if i == 0
-                                                        else ()))
-             for i in range(2)]
+    first = deploy.runpool("--no-web", "--exit-when-idle", "--pool-size", "2",
+                           "--storage-state", state, "--batch", str(batch_id))
+    # The second host joins a running plan (started before it, --exit-when-idle would
+    # rightly find nothing to do and leave).
+    wait_for(lambda: _plan_state(postgres_url) == "running", 60, "the plan running")
+    hosts = [first, deploy.runpool("--no-web", "--exit-when-idle", "--pool-size", "2",
+                                   "--storage-state", state)]
     try:
         asyncio.run(listen())  # events cross from --no-web hosts to this process
         for host in hosts:
