@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,17 @@ def test_it_captures_then_probes_signed_in_signed_out_and_down(
         site.down = False
     assert not [p for p in psutil.Process().children(recursive=True)
                 if "chrom" in p.name() or "headless" in p.name()]
+
+
+def test_enter_pressed_before_signing_in_saves_nothing(
+        site: DemoSite, browser_path: str, tmp_path: Path) -> None:
+    preset = load_preset("demo").with_base_url(site.base_url)
+    pressed = multiprocessing.get_context("spawn").Event()
+    pressed.set()  # the operator pressed Enter while the browser still shows the login form
+    target = tmp_path / "state.json"
+    result = run_isolated(capture_session, CaptureRequest(
+        site=preset, base_url=site.base_url, browser_path=browser_path,
+        start_url=f"{site.base_url}/sessions/new", target=str(target), wait_s=20),
+        stop=pressed, timeout_s=90)
+    assert not result.ok and "showed the sign-in page" in result.message
+    assert not target.exists()
