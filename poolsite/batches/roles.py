@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.views.decorators.http import require_safe
 
 OPERATORS = "operators"
 VIEWERS = "viewers"
@@ -55,5 +56,13 @@ def _requiring(check: Callable[[Any], bool]) -> Callable[[View], View]:
     return decorator
 
 
-viewer_required = _requiring(can_view)
+def viewer_required(view: View) -> View:
+    """Read-only pages: signed in, allowed to see, and GET/HEAD only.
+
+    Being read-only is part of the role: a POST to a page that only shows things is
+    refused (405) instead of being treated as a GET.
+    """
+    return require_safe(_requiring(can_view)(view))
+
+
 operator_required = _requiring(can_operate)
