@@ -123,7 +123,8 @@ def measure(url: str, session: str, args: argparse.Namespace,
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=find_browser(
-            os.environ.get("POOL_BROWSER_PATH") or None), args=launch_args())
+            os.environ.get("POOL_BROWSER_PATH") or None),
+            args=[*launch_args(), *args.browser_arg])
         try:
             context = browser.new_context()
             context.add_cookies([{"name": "sessionid", "value": session, "url": url}])
@@ -190,6 +191,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=40.0,
                         help="engine events per second (8 busy workers)")
     parser.add_argument("--page-rounds", type=int, default=10)
+    parser.add_argument("--browser-arg", action="append", default=[],
+                        help="extra Chromium flag for the dashboards' browser")
     args, _ = parser.parse_known_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
