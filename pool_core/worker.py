@@ -31,7 +31,7 @@ import psutil
 
 from pool_core.config import JobEnv, WorkerSpec
 from pool_core.messages import POStatus, Task, TaskResult
-from pool_core.process_tree import kill_tree, record_pids
+from pool_core.process_tree import is_gone, kill_tree, record_pids
 from pool_core.profiles import WorkerRoot
 
 if TYPE_CHECKING:
@@ -162,6 +162,13 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
             session.launch()
 
 
+def _is_driver(proc: psutil.Process) -> bool:
+    try:
+        return proc.name().startswith("node")
+    except psutil.Error:
+        return False
+
+
 class _BrowserSession:
     """The worker's browser: launched, handed out per task, recycled, closed."""
 
@@ -251,9 +258,17 @@ class _BrowserSession:
             self.crashed = self.crashed or not self._connected()
 
     def _connected(self) -> bool:
+        # A killed driver (node) closes the connection without a "disconnected" event,
+        # and is_connected() keeps saying True: check the process itself.
+        if not self._driver_alive():
+            return False
         if self.browser is not None:
             return self.browser.is_connected()
         return self.persistent is not None and not self.crashed
+
+    def _driver_alive(self) -> bool:
+        drivers = [p for p in psutil.Process().children() if _is_driver(p)]
+        return bool(drivers) and not any(is_gone(p) for p in drivers)
 
     def _exception_result(self, task: Task, exc: Exception) -> TaskResult:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
