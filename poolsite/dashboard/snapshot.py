@@ -122,7 +122,9 @@ def _host(host: PoolHost) -> dict[str, Any]:
 
 
 def _rate(host: PoolHost) -> float | None:
-    value = (host.metrics or {}).get("throughput_per_min")
+    metrics = host.metrics or {}
+    # The engine's performance_metrics say throughput_per_minute; broadcasts say _per_min.
+    value = metrics.get("throughput_per_minute", metrics.get("throughput_per_min"))
     return float(value) if isinstance(value, int | float) else None
 
 
