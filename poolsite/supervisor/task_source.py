@@ -9,12 +9,8 @@ running ones, so a crash of this host returns them to the queue like any other.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -22,6 +18,7 @@ from django.db import close_old_connections
 
 from pool_core.events import PORecord
 from pool_core.messages import Task
+from pool_core.task_source import InMemoryTaskSource
 from poolsite.batches.models import Batch, PurchaseOrder, Status
 from poolsite.supervisor import leases
 
@@ -37,7 +34,11 @@ def task_for(po: PurchaseOrder, batch: Batch) -> Task:
 
 
 class DbTaskSource:
-    """A TaskSource (pool_core.task_source) over the PurchaseOrder table."""
+    """A TaskSource (pool_core.task_source) over the PurchaseOrder table.
+
+    Its local buffer is pool_core's own InMemoryTaskSource (FIFO plus delayed retries);
+    this class adds the feeder that fills it with leased POs.
+    """
 
     def __init__(self, *, host: str, lease: timedelta, prefetch: int,
                  on_finish: Callable[[PORecord], None]) -> None:
@@ -45,14 +46,11 @@ class DbTaskSource:
         self.lease = lease
         self.prefetch = max(1, prefetch)
         self._on_finish = on_finish
+        self._buffer = InMemoryTaskSource()
         self._lock = threading.Lock()
-        self._ready: deque[Task] = deque()
-        self._delayed: list[tuple[float, int, Task]] = []
-        self._seq = itertools.count()
         self._batch: Batch | None = None
         self._queued_in_db = 0
         self._exhausted = False
-        self._wakeup: Callable[[], None] | None = None
         self._want = threading.Event()
         self._stop = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="po-feeder", daemon=True)
@@ -85,8 +83,7 @@ class DbTaskSource:
 
     def held(self) -> int:
         """POs leased to this host but not handed to a worker yet."""
-        with self._lock:
-            return len(self._ready) + len(self._delayed)
+        return self._buffer.pending()
 
     def close(self) -> None:
         self._stop.set()
@@ -95,42 +92,29 @@ class DbTaskSource:
 
     # -- the TaskSource protocol (the pool's side) --------------------------------------
     def set_wakeup(self, wakeup: Callable[[], None]) -> None:
-        self._wakeup = wakeup
+        self._buffer.set_wakeup(wakeup)
 
     def claim(self) -> Task | None:
-        with self._lock:
-            now = time.monotonic()
-            while self._delayed and self._delayed[0][0] <= now:
-                self._ready.append(heapq.heappop(self._delayed)[2])
-            task = self._ready.popleft() if self._ready else None
-        self._want.set()
+        task = self._buffer.claim()
+        self._want.set()  # top the buffer up again
         return task
 
     def next_ready_at(self) -> float | None:
-        with self._lock:
-            return self._delayed[0][0] if self._delayed else None
+        return self._buffer.next_ready_at()
 
     def retry(self, task: Task, delay: float) -> None:
         # The PO keeps its lease while it waits here; the recorder counts the attempt.
-        with self._lock:
-            if delay <= 0:
-                self._ready.appendleft(task)
-            else:
-                heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), task))
+        self._buffer.retry(task, delay)
 
     def finish(self, record: PORecord) -> None:
         self._on_finish(record)
 
     def drain(self) -> list[Task]:
-        with self._lock:
-            tasks = list(self._ready) + [t for _, _, t in sorted(self._delayed)]
-            self._ready.clear()
-            self._delayed.clear()
-            return tasks
+        return self._buffer.drain()
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._ready) + len(self._delayed) + self._queued_in_db
+            return self._buffer.pending() + self._queued_in_db
 
     # -- the feeder thread --------------------------------------------------------------
     def _feed(self) -> None:
@@ -148,8 +132,8 @@ class DbTaskSource:
         while not self._stop.is_set():
             with self._lock:
                 batch = self._batch
-                full = len(self._ready) >= self.prefetch
-                if batch is None or full or self._exhausted:
+                if batch is None or self._exhausted or (
+                        self._buffer.pending() >= self.prefetch):
                     return
             po = leases.claim_next(batch.pk, self.host, self.lease)
             with self._lock:
@@ -160,7 +144,6 @@ class DbTaskSource:
                 if self._batch is None or self._batch.pk != batch.pk:
                     leases.release(self.host, [po.pk])  # the batch changed meanwhile
                     return
-                self._ready.append(task_for(po, batch))
                 self._queued_in_db = max(0, self._queued_in_db - 1)
-            if self._wakeup is not None:
-                self._wakeup()
+                # Under the lock, so a concurrent set_batch(None) + drain() cannot miss it.
+                self._buffer.add([task_for(po, batch)])
