@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,6 +16,8 @@ from poolsite.demo_erp.server import DemoSite
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+    from poolsite.supervisor.host import HostSupervisor
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +86,44 @@ def user_in_role(username: str, role: str) -> User:
     user = UserModel.objects.create_user(username, f"{username}@example.org")
     user.groups.add(group)
     return user
+
+
+@pytest.fixture
+def start_host(site: DemoSite, tmp_path: Path) -> Iterator[Callable[..., HostSupervisor]]:
+    """Run HostSupervisors in this process (threads) on the demo site; stop them after.
+
+    `start_host(signed_in=True, **options)`: signed in means the host is given its own
+    storage state, as `runpool --storage-state` does; otherwise it uses the store.
+    """
+    from poolsite.sessions.health import use_host_session
+    from poolsite.supervisor.broadcast import Broadcaster
+    from poolsite.supervisor.host import HostOptions, HostSupervisor
+
+    running: list[tuple[HostSupervisor, threading.Thread, Broadcaster]] = []
+
+    def start(signed_in: bool = True, **overrides: Any) -> HostSupervisor:
+        state = ""
+        if signed_in:
+            path = tmp_path / "storage-state.json"
+            path.write_text(json.dumps(site.storage_state()))
+            state = str(path)
+            use_host_session(storage_state=state)
+        options: dict[str, Any] = dict(
+            output_root=tmp_path / "output", pool_size=2, poll_seconds=0.2,
+            lease_seconds=20, stop_timeout=15, storage_state=state,
+            site_base_urls=(("demo", site.base_url),))
+        options.update(overrides)
+        broadcaster = Broadcaster()
+        supervisor = HostSupervisor(HostOptions(**options), broadcaster)
+        thread = threading.Thread(target=supervisor.serve, daemon=True)
+        thread.start()
+        running.append((supervisor, thread, broadcaster))
+        return supervisor
+
+    yield start
+    for supervisor, thread, broadcaster in running:
+        supervisor.request_stop()
+        thread.join(60)
+        broadcaster.close()
+        assert not thread.is_alive(), "a host did not stop"
+    use_host_session()

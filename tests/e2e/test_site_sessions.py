@@ -13,8 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 from poolsite.sessions import signin
 from poolsite.sessions.models import SiteSession
-from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import ControlRefused, request_control
-from poolsite.supervisor.host import HostOptions, HostSupervisor
+from poolsite.supervisor.host import HostSupervisor
 from poolsite.supervisor.models import PoolPlan
 from tests.poolsite.dashboard_personas import operator as make_operator
 from tests.runpool_harness import ROOT, deployment, wait_for
@@ -103,22 +101,12 @@ def test_runpool_signs_the_demo_site_in_once_and_keeps_the_session_across_restar
 
 
 @pytest.fixture
-def host(site: DemoSite, tmp_path: Path, settings: Any) -> Iterator[HostSupervisor]:
+def host(start_host: Callable[..., HostSupervisor], tmp_path: Path,
+         settings: Any) -> HostSupervisor:
     """An in-process host given no session of its own: it uses the session store."""
     settings.DATA_DIR = tmp_path / "data"
     settings.POOL_SESSION_PREFLIGHT = True
-    options = HostOptions(output_root=tmp_path / "output", pool_size=2, poll_seconds=0.2,
-                          lease_seconds=20, stop_timeout=15,
-                          site_base_urls=(("demo", site.base_url),))
-    broadcaster = Broadcaster()
-    supervisor = HostSupervisor(options, broadcaster)
-    thread = threading.Thread(target=supervisor.serve, daemon=True)
-    thread.start()
-    yield supervisor
-    supervisor.request_stop()
-    thread.join(60)
-    broadcaster.close()
-    assert not thread.is_alive()
+    return start_host(signed_in=False)
 
 
 @pytest.mark.django_db(transaction=True)

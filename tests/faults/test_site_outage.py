@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -14,10 +11,8 @@ from poolsite.batches.batch_import import batch_import_rows
 from poolsite.batches.models import Status
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from poolsite.sessions.health import use_host_session
-from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import request_control
-from poolsite.supervisor.host import HostOptions, HostSupervisor
+from poolsite.supervisor.host import HostSupervisor
 from poolsite.supervisor.models import PoolEvent, PoolPlan
 from tests.conftest import user_in_role
 from tests.runpool_harness import wait_for
@@ -26,22 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def host(site: DemoSite, tmp_path: Path) -> Iterator[HostSupervisor]:
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps(site.storage_state()))
-    options = HostOptions(output_root=tmp_path / "output", pool_size=2, poll_seconds=0.2,
-                          lease_seconds=20, stop_timeout=15, storage_state=str(state),
-                          site_base_urls=(("demo", site.base_url),), site_probe_seconds=1.0)
-    use_host_session(storage_state=str(state))  # what runpool --storage-state does
-    broadcaster = Broadcaster()
-    supervisor = HostSupervisor(options, broadcaster)
-    thread = threading.Thread(target=supervisor.serve, daemon=True)
-    thread.start()
-    yield supervisor
-    supervisor.request_stop()
-    thread.join(60)
-    broadcaster.close()
-    use_host_session()
+def host(start_host: Callable[..., HostSupervisor]) -> HostSupervisor:
+    return start_host(site_probe_seconds=1.0)
 
 
 def test_it_pauses_during_an_outage_and_finishes_the_batch_after_it(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,9 +11,8 @@ from poolsite.batches.batch_import import batch_import_rows
 from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Run, Status
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import ControlRefused, request_control
-from poolsite.supervisor.host import HostOptions, HostSupervisor
+from poolsite.supervisor.host import HostSupervisor
 from poolsite.supervisor.models import PoolHost, PoolPlan
 from tests.conftest import user_in_role
 from tests.runpool_harness import wait_for
@@ -35,21 +31,8 @@ def viewer() -> User:
 
 
 @pytest.fixture
-def host(site: DemoSite, tmp_path: Path) -> Iterator[HostSupervisor]:
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps(site.storage_state()))
-    options = HostOptions(output_root=tmp_path / "output", pool_size=2, poll_seconds=0.2,
-                          lease_seconds=20, stop_timeout=15, storage_state=str(state),
-                          site_base_urls=(("demo", site.base_url),))
-    broadcaster = Broadcaster()
-    supervisor = HostSupervisor(options, broadcaster)
-    thread = threading.Thread(target=supervisor.serve, daemon=True)
-    thread.start()
-    yield supervisor
-    supervisor.request_stop()
-    thread.join(60)
-    broadcaster.close()
-    assert not thread.is_alive()
+def host(start_host: Callable[..., HostSupervisor]) -> HostSupervisor:
+    return start_host()
 
 
 def _batch(site: DemoSite, n: int) -> Batch:
