@@ -11,6 +11,7 @@ Figures, not asserts: nothing here fails on a slow machine.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import shutil
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,64 @@ from pool_core.events import Heartbeat, WorkerStarted
 from pool_core.process_tree import tree_pss_mb
 
 
+def med(values: Any) -> float:
+    values = list(values)
+    return statistics.median(values) if values else 0.0
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def _serve_site(conn: Connection) -> None:
+    """Run the demo site in its own process and obey commands from the bench."""
+    from poolsite.demo_erp.server import DemoSite
+
+    site = DemoSite().start()
+    conn.send(site.base_url)
+    while True:
+        command, arg = conn.recv()
+        if command == "latency":
+            site.latency = arg
+            conn.send(None)
+        elif command == "state":
+            conn.send(site.storage_state())
+        else:
+            site.stop()
+            conn.send(None)
+            return
+
+
+class RemoteSite:
+    """The demo site in another process, so its threads do not share our GIL (a real
+    procurement site is remote too)."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_site, args=(child,), daemon=True)
+        self._process.start()
+        self.base_url: str = self._conn.recv()
+
+    def _ask(self, command: str, arg: Any = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    @property
+    def latency(self) -> float:
+        raise AttributeError("write-only")
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._ask("latency", value)
+
+    def storage_state(self) -> dict[str, Any]:
+        return dict(self._ask("state"))
+
+    def stop(self) -> None:
+        self._ask("stop")
+        self._process.join(10)
 
 
 class Bench:
@@ -40,10 +97,10 @@ class Bench:
 
     def __init__(self, latency: float) -> None:
         from poolsite.demo_erp import catalog
-        from poolsite.demo_erp.server import DemoSite
 
         self.catalog = catalog
-        self.site = DemoSite(latency=latency).start()
+        self.site = RemoteSite()
+        self.site.latency = latency
         self.scratch = Path(tempfile.mkdtemp(prefix="bench-pool-"))
         self.batch_no = 0
 
@@ -166,33 +223,33 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
     four = speed.get(4, [])
     startups = [s for r in four for s in r["startups"]]
     status_ms = [t for r in four for t in r["status_ms"]]
-    dist = statistics.median(r["distribution_ms_p95"] for r in four) if four else 0.0
-    stop = statistics.median(r["stop_s"] for r in four) if four else 0.0
-    pss = statistics.median(r["pss_mb"] for r in next(iter(memory.values())))
-    base = statistics.median(r["process_s"] for r in speed[1]) if 1 in speed else None
+    dist = med(r["distribution_ms_p95"] for r in four) if four else 0.0
+    stop = med(r["stop_s"] for r in four) if four else 0.0
+    pss = med(r["pss_mb"] for r in next(iter(memory.values())))
+    base = med(r["process_s"] for r in speed[1]) if 1 in speed else None
     print("\n| figure | contract | target | measured |\n|---|---|---|---|")
     print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
-          f"{p95(startups):.2f} s (median {statistics.median(startups):.2f} s, "
+          f"{p95(startups):.2f} s (median {med(startups):.2f} s, "
           f"{len(startups)} workers) |")
     steps = [s for r in four for s in r["steps"]]
     if steps:
         names = list(steps[0])
         print("| (for scale) start-up steps, 4 together, median s since spawn | | | "
-              + ", ".join(f"{n} {statistics.median(s.get(n, 0.0) for s in steps):.2f}"
+              + ", ".join(f"{n} {med(s.get(n, 0.0) for s in steps):.2f}"
                           for n in names) + " |")
     alone = [s for r in speed.get(1, []) for s in r["startups"]]
     if alone:
         print(f"| (for scale) startup of 1 worker alone, median | | | "
-              f"{statistics.median(alone):.2f} s |")
+              f"{med(alone):.2f} s |")
     print(f"| task distribution latency p95 | < 100 ms | <= 10 ms | {dist:.1f} ms |")
     print(f"| get_status() p95 during a run | < 50 ms | <= 1 ms | {p95(status_ms):.3f} ms "
           f"({len(status_ms)} calls) |")
     print(f"| graceful stop, idle workers (4) | < 30 s | <= 2 s | {stop:.2f} s |")
-    busy = statistics.median(r["pss_busy_max"] for r in four) if four else 0.0
+    busy = med(r["pss_busy_max"] for r in four) if four else 0.0
     print(f"| PSS per worker incl. browser, 4 workers | < 200 MB | <= 160 MB | {pss:.0f} MB "
           f"idle between POs; {busy:.0f} MB peak heartbeat during the run |")
     for size in sorted(speed):
-        secs = statistics.median(r["process_s"] for r in speed[size])
+        secs = med(r["process_s"] for r in speed[size])
         factor = f"{base / secs:.2f}x" if base else "-"
         target = {4: ">= 3.6x", 8: ">= 6.5x"}.get(size, "")
         print(f"| {n}-PO batch, {size} worker(s): median seconds, speedup | 3-4x at 4+ | "
@@ -204,9 +261,9 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
     for name, rows in memory.items():
         ok = sum(r["ok"] for r in rows)
         failed = sum(r["failed"] for r in rows)
-        print(f"| {name} | {statistics.median(r['pss_mb'] for r in rows):.0f} | "
+        print(f"| {name} | {med(r['pss_mb'] for r in rows):.0f} | "
               f"{max(r['max_mb'] for r in rows):.0f} | "
-              f"{statistics.median(r['cpu_per_po'] for r in rows):.2f} | {ok}/{failed} |")
+              f"{med(r['cpu_per_po'] for r in rows):.2f} | {ok}/{failed} |")
 
 
 def main(argv: list[str]) -> int:
