@@ -172,13 +172,13 @@ class Supervisor(threading.Thread):
             over = bool(self.fatal) or (self.stop_requested and not self.workers
                                         and not self.drain_due)
             self.cond.notify_all()
+        if idle:  # first: an idle worker waits for nothing else
+            self._dispatch(idle)
         for handle in dead:
             self._cleanup_later(handle)
         self._tell_source(outbox)
         if self.drain_due:
             self._drain_source()
-        if idle:
-            self._dispatch(idle)
         for slot in spawns:
             self._spawn(slot, None)
         return over
