@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ if str(REPO) not in sys.path:  # run as a script: `python bench/compare.py`
 
 from bench.alternatives.po_files import batch_dump  # noqa: E402
 from bench.comparison import report  # noqa: E402
-from bench.comparison.measure import MB, child_run  # noqa: E402
+from bench.comparison.measure import MB, ChildRun, child_run  # noqa: E402
 from bench.comparison.verify import outputs_verify  # noqa: E402
 from pool_core.browser import find_browser  # noqa: E402
 from poolsite.demo_erp import catalog  # noqa: E402
@@ -126,34 +127,49 @@ def run_one(system: System, *, site: DemoSite, batch: list[dict[str, Any]], work
 
     child = child_run(cmd, cwd=REPO, log=run_dir / "log.txt", timeout=args.run_timeout,
                       kill_when=kill_now if kill else None)
-    verified = outputs_verify(run_dir / "out", [po["po_number"] for po in batch])
-    runner = report_read(run_dir / "report.json")
     record = {
         "system": system.name, "concurrency": system.concurrency, "round": round_no,
-        "kill_test": kill, "wall_s": child.wall_seconds, "job_s": runner.get("job_seconds"),
-        "exit_code": child.exit_code, "timed_out": child.timed_out,
-        "pos_total": verified.pos_total, "pos_ok": verified.pos_ok,
-        "pos_per_min": 60.0 * verified.pos_ok / child.wall_seconds,
-        "files_expected": verified.files_expected, "files_ok": verified.files_ok,
-        "page_pdfs": verified.page_pdfs,
-        "reported_failed": sum(1 for p in runner.get("pos", []) if p["status"] != "ok"),
-        "pos_retried": retried_count(runner),
-        "pss_peak_mb": child.pss_peak / MB, "pss_median_mb": child.pss_median / MB,
-        "pss_peak_per_unit_mb": child.pss_peak / MB / system.concurrency,
-        "pss_median_per_unit_mb": child.pss_median / MB / system.concurrency,
-        "pss_samples": len(child.pss_samples),
+        "kill_test": kill,
         "page_hits": site.hits("/order_headers/") - pages_before,
         "attachment_hits": site.hits("/attachments/") - files_before,
-        "browsers_seen": len(child.browsers_seen), "killed_browser": child.killed_browser,
-        "killed_at_s": child.killed_at_seconds,
-        "browser_relaunched": bool(child.browsers_after_kill),
-        "strays_killed": child.strays_killed, "runner": {k: v for k, v in runner.items()
-                                                         if k not in ("pos", "job_seconds")},
+        **figures_of(child, system.concurrency),
+        **outputs_of(run_dir, batch),
         "log_tail": log_tail(run_dir / "log.txt") if child.exit_code or kill else "",
     }
+    record["pos_per_min"] = 60.0 * record["pos_ok"] / child.wall_seconds
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     return record
+
+
+def figures_of(child: ChildRun, concurrency: int) -> dict[str, Any]:
+    """What the harness measured from outside: time, memory, browsers, the kill."""
+    return {
+        "wall_s": child.wall_seconds, "exit_code": child.exit_code,
+        "timed_out": child.timed_out,
+        "pss_peak_mb": child.pss_peak / MB, "pss_median_mb": child.pss_median / MB,
+        "pss_peak_per_unit_mb": child.pss_peak / MB / concurrency,
+        "pss_median_per_unit_mb": child.pss_median / MB / concurrency,
+        "pss_samples": len(child.pss_samples),
+        "browsers_seen": len(child.browsers_seen), "killed_browser": child.killed_browser,
+        "killed_at_s": child.killed_at_seconds,
+        "browser_relaunched": bool(child.browsers_after_kill),
+        "strays_killed": child.strays_killed,
+    }
+
+
+def outputs_of(run_dir: Path, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """What is on disk (verified against the ground truth) and what the runner reported."""
+    verified = outputs_verify(run_dir / "out", [po["po_number"] for po in batch])
+    runner = report_read(run_dir / "report.json")
+    return {
+        "pos_total": verified.pos_total, "pos_ok": verified.pos_ok,
+        "files_expected": verified.files_expected, "files_ok": verified.files_ok,
+        "page_pdfs": verified.page_pdfs, "job_s": runner.get("job_seconds"),
+        "reported_failed": sum(1 for p in runner.get("pos", []) if p["status"] != "ok"),
+        "pos_retried": retried_count(runner),
+        "runner": {k: v for k, v in runner.items() if k not in ("pos", "job_seconds")},
+    }
 
 
 def retried_count(runner: dict[str, Any]) -> int:
@@ -216,6 +232,19 @@ def baselines_for(system: System, systems: list[System]) -> dict[str, str]:
     return bases
 
 
+def code_version() -> str:
+    """HEAD's short hash, plus the engine/bench files changed but not committed."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pool_core", "bench"],
+                               cwd=REPO, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = [line[3:] for line in dirty.splitlines()]
+    return head + (f" + uncommitted {', '.join(changed)}" if changed else "")
+
+
 def results_write(args: argparse.Namespace, conditions: dict[str, Any],
                   timed: list[dict[str, Any]], kills: dict[str, dict[str, Any]]) -> None:
     """Print the table; write compare.json and compare.png."""
@@ -249,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if not systems:
         return 1
     load_before = os.getloadavg()[0]
+    code_before = code_version()
     site = DemoSite(latency=args.latency).start()
     try:
         batch = catalog.demo_batch(site.base_url, args.batch)
@@ -268,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "load_before": load_before,
         "load_after": os.getloadavg()[0], "browser": args.browser,
         "skipped": [s.name for s in args.systems if s not in systems],
+        # Others commit to pool_core while a long run goes on: say what was measured.
+        "code_before": code_before, "code_after": code_version(),
     }
     results_write(args, conditions, timed, kills)
     return 0

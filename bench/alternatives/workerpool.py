@@ -33,7 +33,8 @@ def main() -> None:
         profile_manager=ProfileManager(storage_state=str(args.storage_state)),
         output_root=str(args.out), site=site, process_fn=PROCESS_FN,
         browser_path=args.browser)
-    pool.start_processing(batch, batch="bench")
+    pool.start_processing(batch, batch="bench")  # returns once every worker is ready
+    startup_s = time.monotonic() - started
     try:
         pool.wait_until_done(timeout=DONE_TIMEOUT_S)
     finally:
@@ -44,7 +45,7 @@ def main() -> None:
                                    for f in r.files],
                             error=f"{r.reason}: {r.message}" if r.reason else "",
                             seconds=r.total_seconds) for r in records]
-        report_write(args.report, reports, started,
+        report_write(args.report, reports, started, startup_s=startup_s,
                      attempts={r.po_number: r.attempts for r in records if r.attempts > 1})
 
 

@@ -92,7 +92,12 @@ def table_format(summaries: list[dict[str, Any]], conditions: dict[str, Any]) ->
     columns = [c for c in COLUMNS if any(s.get(c[2]) is not None for s in summaries)]
     head = "".join(f"{c[0]:<{c[1]}}" if i == 0 else f"{c[0]:>{c[1]}}"
                    for i, c in enumerate(columns)) + f"{'files ok':>12}"
-    lines = [conditions_line(conditions), head, "-" * len(head)]
+    lines = [conditions_line(conditions)]
+    if conditions.get("code_before"):
+        lines.append(f"code: {conditions['code_before']}" + (
+            "" if conditions["code_after"] == conditions["code_before"]
+            else f"; at the end: {conditions['code_after']}"))
+    lines += [head, "-" * len(head)]
     for s in summaries:
         cells = [f"{s['system']:<{columns[0][1]}}"]
         cells += [f"{fmt(s.get(key), spec):>{width}}" for _, width, key, spec in columns[1:]]
