@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ class Broadcaster:
         self._workers: dict[str, dict[str, Any]] = {}
         self._pool: dict[str, Any] = {}
         self._events: list[dict[str, Any]] = []
+        self._oldest: float | None = None  # time.time() of the oldest change not yet sent
         self._wake = threading.Event()
         self._stopped = False
         self._own_thread: threading.Thread | None = None
@@ -52,17 +54,24 @@ class Broadcaster:
         """Merge new fields of one worker card (key: "host/worker-id")."""
         with self._lock:
             self._workers.setdefault(key, {}).update(fields)
+            self._stamp()
 
     def pool(self, fields: dict[str, Any]) -> None:
         """Merge new pool-level fields (state, reason, counters, progress)."""
         with self._lock:
             self._pool.update(fields)
+            self._stamp()
 
     def event(self, item: dict[str, Any]) -> None:
         """Queue one entry for the recent-events list (kept in order, capped)."""
         with self._lock:
             self._events.append(item)
             del self._events[:-50]
+            self._stamp()
+
+    def _stamp(self) -> None:
+        if self._oldest is None:
+            self._oldest = time.time()
 
     def listen(self, group: str, callback: Callable[[], None]) -> None:
         """Call `callback` (on the loop's thread) for every message sent to `group`."""
@@ -99,9 +108,12 @@ class Broadcaster:
         with self._lock:
             if not (self._workers or self._pool or self._events):
                 return None
+            # sent_at: when the oldest change in it happened (epoch ms), so dashboards can
+            # measure engine event -> DOM latency including the coalescing wait.
             message = {"type": "pool.update", "workers": self._workers, "pool": self._pool,
-                       "events": self._events}
+                       "events": self._events, "sent_at": (self._oldest or time.time()) * 1000}
             self._workers, self._pool, self._events = {}, {}, []
+            self._oldest = None
             return message
 
     async def _pump(self) -> None:

@@ -163,6 +163,8 @@ class HostSupervisor:
             if pool is not None and status is PoolStatus.RUNNING:
                 pool.pause_processing()
                 self.recorder.note("paused", f"{self.name} paused: {plan.reason}")
+            if pool is not None:
+                self._hand_back_prefetched()
             self._maybe_auto_resume(plan)
         elif pool is not None and status in (PoolStatus.RUNNING, PoolStatus.PAUSED):
             self._stop_pool_async(immediate=plan.immediate_stop, why="stopped by an operator")
@@ -187,6 +189,7 @@ class HostSupervisor:
                 # Its workers hold copies of the old session: start fresh ones on the new.
                 self._stop_pool_async(immediate=False, why="the site session was replaced")
             elif plan.version != self._applied_version:
+                self.source.set_paused(False)
                 pool.resume_processing()  # an operator resumed
             else:
                 self._propagate_auto_pause(plan, pool)
@@ -209,6 +212,7 @@ class HostSupervisor:
                                       state=Run.State.STARTING)
         self.recorder.run_id = self.run.pk
         self.source.set_batch(batch)
+        self.source.set_paused(False)
         self.source.set_prefetch(plan.pool_size)
         self.pool = pool
         try:
@@ -342,6 +346,13 @@ class HostSupervisor:
             close_old_connections()
             self.wake.set()
 
+    def _hand_back_prefetched(self) -> None:
+        """While paused, POs claimed ahead go back to the queue (other hosts may run)."""
+        self.source.set_paused(True)
+        held = [int(t.key) for t in self.source.drain()]
+        if held:
+            leases.release(self.name, held)
+
     def _release_held(self) -> None:
         self.source.set_batch(None)
         held = [int(t.key) for t in self.source.drain()]
@@ -409,7 +420,8 @@ class HostSupervisor:
             pool_size=status["pool_size"] if status else 0, workers=cards, metrics=metrics,
             heartbeat_at=timezone.now(), stopped_at=None))
         self.broadcaster.pool({"host": self.name, "state": state, "reason": reason,
-                               "plan_state": plan.state, "batch_id": plan.batch_id,
+                               "plan_state": plan.state, "plan_version": plan.version,
+                               "batch_id": plan.batch_id,
                                **self._progress(plan, metrics), "sent_at": time.time() * 1000})
         if self.run is not None and status is not None:
             Run.objects.filter(pk=self.run.pk).update(

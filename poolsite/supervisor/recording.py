@@ -123,12 +123,19 @@ class Recorder:
         self.broadcaster.worker(f"{self.host}/{worker_id}", fields)
 
     def card_snapshot(self, live_ids: set[int]) -> list[dict[str, Any]]:
-        """The cards of the workers that exist now, ordered by worker id."""
+        """The cards of the workers that exist now, ordered by worker id.
+
+        A worker that is gone (scaled down, stopped) is dropped, and dashboards are told
+        to remove its card.
+        """
         with self._cards_lock:
-            for worker_id in list(self.cards):
-                if worker_id not in live_ids:
-                    del self.cards[worker_id]
-            return [dict(self.cards[w]) for w in sorted(self.cards)]
+            gone = [worker_id for worker_id in self.cards if worker_id not in live_ids]
+            for worker_id in gone:
+                del self.cards[worker_id]
+            cards = [dict(self.cards[w]) for w in sorted(self.cards)]
+        for worker_id in gone:
+            self.broadcaster.worker(f"{self.host}/{worker_id}", {"removed": True})
+        return cards
 
     def _po_started(self, event: POStarted) -> None:
         self._card(event.worker_id, state="busy", po_number=event.po_number,

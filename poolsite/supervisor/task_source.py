@@ -51,6 +51,7 @@ class DbTaskSource:
         self._batch: Batch | None = None
         self._queued_in_db = 0
         self._exhausted = False
+        self._paused = False
         self._want = threading.Event()
         self._stop = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="po-feeder", daemon=True)
@@ -62,6 +63,12 @@ class DbTaskSource:
         with self._lock:
             self._batch = batch
             self._exhausted = False
+        self._want.set()
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or restart) claiming; a paused pool should not sit on leased POs."""
+        with self._lock:
+            self._paused = paused
         self._want.set()
 
     def set_prefetch(self, prefetch: int) -> None:
@@ -132,7 +139,7 @@ class DbTaskSource:
         while not self._stop.is_set():
             with self._lock:
                 batch = self._batch
-                if batch is None or self._exhausted or (
+                if batch is None or self._exhausted or self._paused or (
                         self._buffer.pending() >= self.prefetch):
                     return
             po = leases.claim_next(batch.pk, self.host, self.lease)
