@@ -30,21 +30,24 @@ def system_summary(name: str, timed: list[dict[str, Any]], kill: dict[str, Any] 
                    baselines: dict[str, str]) -> dict[str, Any]:
     """Medians of one system's timed runs, its ratios to the baselines and its kill test."""
     mine = [r for r in timed if r["system"] == name]
+    # Memory of a run that never got going (a start-up failure) is not the system's.
+    whole = [r for r in mine if r["pos_ok"] == r["pos_total"]] or mine
     summary: dict[str, Any] = {
         "system": name,
         "concurrency": mine[0]["concurrency"],
         "rounds": len(mine),
-        "wall_s": median_of([r["wall_s"] for r in mine]),
+        "wall_s": median_of([r["wall_s"] for r in whole]),
         "pos_per_min": median_of([r["pos_per_min"] for r in mine]),
         "pos_per_min_range": [min(r["pos_per_min"] for r in mine),
                               max(r["pos_per_min"] for r in mine)],
-        "pss_peak_per_unit_mb": median_of([r["pss_peak_per_unit_mb"] for r in mine]),
-        "pss_median_per_unit_mb": median_of([r["pss_median_per_unit_mb"] for r in mine]),
-        "pss_peak_mb": median_of([r["pss_peak_mb"] for r in mine]),
+        "pss_peak_per_unit_mb": median_of([r["pss_peak_per_unit_mb"] for r in whole]),
+        "pss_median_per_unit_mb": median_of([r["pss_median_per_unit_mb"] for r in whole]),
+        "pss_peak_mb": median_of([r["pss_peak_mb"] for r in whole]),
         "files_ok": sum(r["files_ok"] for r in mine),
         "files_expected": sum(r["files_expected"] for r in mine),
         "pos_ok": sum(r["pos_ok"] for r in mine),
         "pos_total": sum(r["pos_total"] for r in mine),
+        "runs_incomplete": len(mine) - len(whole),
         "kill": kill,
     }
     for label, base in baselines.items():
@@ -103,6 +106,10 @@ def table_format(summaries: list[dict[str, Any]], conditions: dict[str, Any]) ->
         cells += [f"{fmt(s.get(key), spec):>{width}}" for _, width, key, spec in columns[1:]]
         cells.append(f"{str(s['files_ok']) + '/' + str(s['files_expected']):>12}")
         lines.append("".join(cells))
+    for s in summaries:
+        if s.get("runs_incomplete"):
+            lines.append(f"{s['system']}: {s['runs_incomplete']} of {s['rounds']} runs did not "
+                         "finish the batch (POs/min counts them; time and memory do not)")
     lines.append("")
     lines.append("kill test (SIGKILL one browser after "
                  f"{conditions['kill_after']} PO pages were served; one run each):")
