@@ -44,6 +44,7 @@ from poolsite.batches.models import (
     Status,
 )
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
+from poolsite.supervisor.controls import ControlRefused, request_control
 
 PAGE_SIZE = 100
 UPLOAD_FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart boundaries
@@ -298,11 +299,7 @@ def attempt_html(request: HttpRequest, attempt_id: int) -> FileResponse:
 @require_POST
 def batch_retry_failed(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(Batch, pk=batch_id)
-    count = batch.pos.requeue()
-    ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED, batch=batch,
-                         outcome=ControlAction.Outcome.DONE,
-                         outcome_message=f"{count} POs back in the queue")
-    messages.success(request, f"{count} POs are back in the queue.")
+    _control(request, "retry_failed", batch=batch)
     return redirect(batch)
 
 
@@ -310,12 +307,7 @@ def batch_retry_failed(request: HttpRequest, batch_id: int) -> HttpResponse:
 @require_POST
 def po_retry(request: HttpRequest, po_id: int) -> HttpResponse:
     po = get_object_or_404(PurchaseOrder, pk=po_id)
-    count = PurchaseOrder.objects.filter(pk=po.pk).requeue()
-    outcome = ControlAction.Outcome.DONE if count else ControlAction.Outcome.REFUSED
-    text = "back in the queue" if count else f"not retried: status is {po.status}"
-    ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED, batch=po.batch,
-                         po=po, outcome=outcome, outcome_message=text)
-    (messages.success if count else messages.warning)(request, f"{po.po_number}: {text}")
+    _control(request, "retry_failed", batch=po.batch, po=po)
     return redirect(po)
 
 
@@ -323,14 +315,18 @@ def po_retry(request: HttpRequest, po_id: int) -> HttpResponse:
 @require_POST
 def po_cancel(request: HttpRequest, po_id: int) -> HttpResponse:
     po = get_object_or_404(PurchaseOrder, pk=po_id)
-    if PurchaseOrder.objects.filter(pk=po.pk).cancel_queued():
-        outcome, text = ControlAction.Outcome.DONE, "cancelled"
-    elif po.status == Status.RUNNING:
-        # A worker has it: the supervisor settles this action when it stops the PO.
-        outcome, text = ControlAction.Outcome.PENDING, "the pool will stop it"
-    else:
-        outcome, text = ControlAction.Outcome.REFUSED, f"not cancelled: status is {po.status}"
-    ControlAction.record(request.user, ControlAction.Action.CANCEL_PO, batch=po.batch, po=po,
-                         outcome=outcome, outcome_message="" if outcome == "pending" else text)
-    messages.info(request, f"{po.po_number}: {text}")
+    _control(request, "cancel_po", po=po)
     return redirect(po)
+
+
+def _control(request: HttpRequest, action: str, **targets: Any) -> None:
+    """Press a button through the one entry point, and tell the operator what came of it."""
+    try:
+        record = request_control(request.user, action, **targets)
+    except ControlRefused as refusal:
+        messages.warning(request, str(refusal))
+        return
+    if record.outcome == ControlAction.Outcome.PENDING:
+        messages.info(request, "The pool will stop it after the current attempt.")
+    else:
+        messages.success(request, record.outcome_message or "Done.")

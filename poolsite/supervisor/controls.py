@@ -145,7 +145,11 @@ def _apply_now(record: ControlAction, *, batch: Batch | None,
     """Settle the actions that only touch the database."""
     if record.action == Action.RETRY_FAILED:
         assert batch is not None
-        count = batch.pos.requeue()
+        pos = batch.pos.all() if po is None else PurchaseOrder.objects.filter(pk=po.pk)
+        count = pos.requeue()
+        if po is not None and not count:
+            raise ControlRefused(f"{po.po_number} is {po.status.lower()}: only POs that "
+                                 "did not succeed are retried")
         record.settle(Outcome.DONE, f"{count} PO(s) queued again")
     elif record.action == Action.CANCEL_PO:
         assert po is not None

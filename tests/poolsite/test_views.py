@@ -105,7 +105,7 @@ class PermissionsTestCase(BaseTestCase):
         action = ControlAction.objects.filter(action="retry_failed").order_by("id").first()
         assert action is not None
         self.assertEqual((action.username, action.outcome, action.outcome_message),
-                         ("alice", "done", "1 POs back in the queue"))
+                         ("alice", "done", "1 PO(s) queued again"))
         self.failed.refresh_from_db()
         self.assertEqual(self.failed.status, Status.QUEUED)
 
