@@ -33,6 +33,9 @@ BASE_ARGS = (
     "--password-store=basic",
     "--metrics-recording-only",
     "--mute-audio",
+    # No popups: a page may not open windows we did not ask for (their requests would
+    # otherwise need refusing one by one; see url_guard.py).
+    "--block-new-web-contents",
 )
 
 

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from pool_core import HeadlessConfiguration, PoolStatus, ProfileManager, WorkerPool
 from pool_core.errors import PoolError
+from pool_core.po_folder import sweep_stale_work
 from pool_core.sites import SitePreset, load_presets
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
 from poolsite.sessions.store import session_for, session_version
@@ -479,7 +480,9 @@ class HostSupervisor:
         lease expiry, and its workers' Chromium trees and temp roots are removed.
         """
         report = ProfileManager().sweep_stale()
-        log.info("swept leftovers of dead supervisors: %s", report)
+        stale_work = sweep_stale_work(self.options.output_root)
+        log.info("swept leftovers of dead supervisors: %s; %d stale work folder(s)", report,
+                 stale_work)
         here = socket.gethostname()
         for host in PoolHost.objects.filter(hostname=here, stopped_at=None).exclude(
                 name=self.name):
