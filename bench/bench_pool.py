@@ -226,7 +226,7 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
     status_ms = [t for r in four for t in r["status_ms"]]
     dist = med(r["distribution_ms_p95"] for r in four) if four else 0.0
     stop = med(r["stop_s"] for r in four) if four else 0.0
-    pss = med(r["pss_mb"] for r in next(iter(memory.values())))
+    pss = med(r["pss_mb"] for r in next(iter(memory.values()), []))
     base = med(r["process_s"] for r in speed[1]) if 1 in speed else None
     print("\n| figure | contract | target | measured |\n|---|---|---|---|")
     print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
@@ -275,6 +275,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--sizes", default="1,4,8")
+    parser.add_argument("--memory-runs", type=int, default=None,
+                        help="runs of the memory comparison (default: --runs; 0 skips it)")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
     bench = Bench(args.latency)
@@ -283,7 +285,8 @@ def main(argv: list[str]) -> int:
               f"{args.runs} runs; cpu count {os.cpu_count()}", flush=True)
         speed = run_speed(bench, args.runs, args.batch, sizes, args.latency)
         print("memory: 4 workers x 4 configurations", flush=True)
-        memory = run_memory(bench, args.runs)
+        memory_runs = args.runs if args.memory_runs is None else args.memory_runs
+        memory = run_memory(bench, memory_runs) if memory_runs else {}
         report(speed, memory, args.batch)
     finally:
         bench.close()
