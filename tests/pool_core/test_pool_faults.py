@@ -50,9 +50,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> bool:
 
 def browser_of(worker_pid: int) -> psutil.Process:
     """The browser process proper: no --type= flag, not the distribution's sh wrapper."""
-    browsers = [p for p in psutil.Process(worker_pid).children(recursive=True)
-                if "chrom" in p.name() and p.cmdline()[0] != "/bin/sh"
-                and not any(a.startswith("--type=") for a in p.cmdline())]
+    browsers = []
+    for proc in psutil.Process(worker_pid).children(recursive=True):
+        try:
+            cmdline = proc.cmdline()  # a zombie (an exited renderer) raises
+        except psutil.Error:
+            continue
+        if ("chrom" in proc.name() and cmdline[0] != "/bin/sh"
+                and not any(a.startswith("--type=") for a in cmdline)):
+            browsers.append(proc)
     assert len(browsers) == 1, browsers
     return browsers[0]
 
