@@ -116,6 +116,7 @@ def measure_supervisor_cpu(batch_size: int) -> dict[str, float]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             deploy = deployment(Path(tmp) / "d", site)
+            deploy.env["POOL_POLL_SECONDS"] = "1.0"  # the production default, not the tests'
             batch_id = deploy.import_batch(catalog.demo_batch(site.base_url, batch_size))
             proc = deploy.runpool("--no-web", "--exit-when-idle", "--batch", str(batch_id),
                                   "--pool-size", "8", "--storage-state",
