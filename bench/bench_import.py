@@ -44,6 +44,7 @@ def as_xlsx(rows: list[dict[str, object]], *, write_only: bool = False) -> bytes
 
     workbook = Workbook(write_only=write_only)
     sheet = workbook.create_sheet("POs") if write_only else workbook.active
+    assert sheet is not None
     sheet.append(list(rows[0]))
     for row in rows:
         sheet.append([float(v) if isinstance(v, Decimal) else v for v in row.values()])

@@ -32,7 +32,7 @@ class AdminTestCase(BaseTestCase):
 
     def objects(self) -> dict[str, int]:
         return {"batch": self.batch.pk, "purchaseorder": self.failed.pk,
-                "run": Run.objects.get().pk, "attempt": Attempt.objects.first().pk,
+                "run": Run.objects.get().pk, "attempt": Attempt.objects.order_by("id")[0].pk,
                 "document": Document.objects.get().pk,
                 "controlaction": ControlAction.objects.get().pk}
 
@@ -111,6 +111,7 @@ class AdminTestCase(BaseTestCase):
         self.assertEqual(rows[0]["Cost Center"], "CC0")
         response = self.post_action("export_selected_xlsx", pks)
         sheet = load_workbook(io.BytesIO(response.content), read_only=True).active
+        assert sheet is not None
         values = list(sheet.iter_rows(values_only=True))
         self.assertEqual([v[0] for v in values], ["po_number", "PO200000", "PO200001"])
 
