@@ -53,8 +53,10 @@ def browser_of(worker_pid: int) -> psutil.Process:
     browsers = []
     for proc in psutil.Process(worker_pid).children(recursive=True):
         try:
-            cmdline = proc.cmdline()  # a zombie (an exited renderer) raises
+            cmdline = proc.cmdline()  # a zombie (an exited renderer) raises or is empty
         except psutil.Error:
+            continue
+        if not cmdline:
             continue
         if ("chrom" in proc.name() and cmdline[0] != "/bin/sh"
                 and not any(a.startswith("--type=") for a in cmdline)):
