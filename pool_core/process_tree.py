@@ -135,3 +135,27 @@ def tree_pss_mb(pid: int) -> float:
         except psutil.Error:
             continue
     return total / (1024 * 1024)
+
+
+def trees_pss_mb(pids: Iterable[int]) -> dict[int, float]:
+    """PSS in MB of several process trees at once (0 for a tree that is gone).
+
+    One pass over the process table for all trees: `children(recursive=True)` scans
+    every process on the machine per call, which made memory sampling of 8 workers the
+    supervisor's main CPU cost.
+    """
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    totals: dict[int, float] = {}
+    for root in pids:
+        total, stack = 0, [root]
+        while stack:
+            pid = stack.pop()
+            stack.extend(children.get(pid, ()))
+            try:
+                total += psutil.Process(pid).memory_full_info().pss
+            except psutil.Error:
+                continue
+        totals[root] = total / (1024 * 1024)
+    return totals

@@ -42,7 +42,7 @@ from pool_core.events import (
 )
 from pool_core.handles import WorkerHandle, lost_task_result, receive_all
 from pool_core.messages import POStatus, Task, TaskResult
-from pool_core.process_tree import kill_tree, tree_pss_mb
+from pool_core.process_tree import kill_tree, trees_pss_mb
 from pool_core.profiles import ProfileManager, WorkerRoot
 from pool_core.records import RunBook, Track
 from pool_core.state import PoolStateMachine, PoolStatus
@@ -528,7 +528,8 @@ class Supervisor(threading.Thread):
         while not self.finished.wait(self.options.memory_check_interval_s):
             with self.cond:
                 handles = [w for w in self.workers.values() if w.state != "starting"]
-            readings = [(w, tree_pss_mb(w.pid)) for w in handles if w.pid]
+            pss = trees_pss_mb([w.pid for w in handles if w.pid])
+            readings = [(w, pss[w.pid]) for w in handles if w.pid]
             with self.cond:
                 for handle, mb in readings:
                     self._apply_memory(handle, mb)

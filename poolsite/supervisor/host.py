@@ -81,6 +81,7 @@ class HostOptions:
     max_attempts: int = 3
     memory_soft_mb: float = 400
     memory_hard_mb: float = 800
+    memory_check_seconds: float = 4.0  # each sample of 8 worker trees costs ~0.1 s of CPU
     lease_seconds: float = 60
     poll_seconds: float = 1.0
     stop_timeout: float = 30
@@ -253,6 +254,7 @@ class HostSupervisor:
             process_fn=options.process_fn, retry_limit=max(0, options.max_attempts - 1),
             memory_soft_limit_mb=options.memory_soft_mb,
             memory_hard_limit_mb=options.memory_hard_mb,
+            memory_check_interval=options.memory_check_seconds,
             browser_path=options.browser_path or None, task_source=self.source,
             on_event=self.recorder.on_event)
 

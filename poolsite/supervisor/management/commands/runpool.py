@@ -146,6 +146,7 @@ class Command(BaseCommand):
             max_attempts=settings.POOL_MAX_ATTEMPTS,
             memory_soft_mb=settings.POOL_MEMORY_SOFT_MB,
             memory_hard_mb=settings.POOL_MEMORY_HARD_MB,
+            memory_check_seconds=settings.POOL_MEMORY_CHECK_SECONDS,
             lease_seconds=settings.POOL_LEASE_SECONDS,
             poll_seconds=settings.POOL_POLL_SECONDS,
             stop_timeout=options["stop_timeout"],
