@@ -168,7 +168,7 @@ POOL_MAX_ATTEMPTS = envint("POOL_MAX_ATTEMPTS", "3")  # crash re-queues count to
 POOL_MEMORY_SOFT_MB = envint("POOL_MEMORY_SOFT_MB", "400")  # recycle after the PO
 POOL_MEMORY_HARD_MB = envint("POOL_MEMORY_HARD_MB", "800")  # kill now, retry the PO
 # How often each worker tree's PSS is measured (a sample of 8 trees costs ~0.1 s CPU).
-POOL_MEMORY_CHECK_SECONDS = float(os.getenv("POOL_MEMORY_CHECK_SECONDS", "4"))
+POOL_MEMORY_CHECK_SECONDS = float(os.getenv("POOL_MEMORY_CHECK_SECONDS", "10"))
 POOL_LEASE_SECONDS = envint("POOL_LEASE_SECONDS", "60")
 POOL_POLL_SECONDS = float(os.getenv("POOL_POLL_SECONDS", "1.0"))
 POOL_STOP_TIMEOUT = envint("POOL_STOP_TIMEOUT", "30")  # graceful stop, seconds

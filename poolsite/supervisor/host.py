@@ -81,7 +81,7 @@ class HostOptions:
     max_attempts: int = 3
     memory_soft_mb: float = 400
     memory_hard_mb: float = 800
-    memory_check_seconds: float = 4.0  # each sample of 8 worker trees costs ~0.1 s of CPU
+    memory_check_seconds: float = 10.0  # a sample of 8 worker trees costs ~0.05 s of CPU
     lease_seconds: float = 60
     poll_seconds: float = 1.0
     stop_timeout: float = 30
@@ -397,8 +397,6 @@ class HostSupervisor:
 
     # -- heartbeat and housekeeping ------------------------------------------------------------
     def _heartbeat(self, plan: PoolPlan) -> None:
-        if self.pool is not None:
-            self.source.refresh_queued_count()
         pool = self.pool
         status = pool.get_status() if pool is not None else None
         state = str(status["pool_status"]) if status else "IDLE"
@@ -417,15 +415,22 @@ class HostSupervisor:
         reason = (status or {}).get("pause_reason") or (
             plan.reason if plan.state != PoolPlan.State.RUNNING else "")
         metrics = status["performance_metrics"] if status else {}
-        PoolHost.objects.update_or_create(name=self.name, defaults=dict(
-            hostname=socket.gethostname(), pid=os.getpid(), state=state, reason=reason,
-            batch_id=self.run.batch_id if self.run else None,
-            pool_size=status["pool_size"] if status else 0, workers=cards, metrics=metrics,
-            heartbeat_at=timezone.now(), stopped_at=None))
+        progress = self._progress(plan, metrics)
+        if pool is not None:
+            self.source.refresh_queued_count(
+                (plan.batch_id, progress["counts"].get(Status.QUEUED, 0))
+                if plan.batch_id else None)
+        beat = dict(hostname=socket.gethostname(), pid=os.getpid(), state=state,
+                    reason=reason, batch_id=self.run.batch_id if self.run else None,
+                    pool_size=status["pool_size"] if status else 0, workers=cards,
+                    metrics=metrics, heartbeat_at=timezone.now(), stopped_at=None)
+        # The row exists from sign-on; create it again only if someone deleted it.
+        if not PoolHost.objects.filter(name=self.name).update(**beat):
+            PoolHost.objects.create(name=self.name, **beat)
         self.broadcaster.pool({"host": self.name, "state": state, "reason": reason,
                                "plan_state": plan.state, "plan_version": plan.version,
-                               "batch_id": plan.batch_id,
-                               **self._progress(plan, metrics), "sent_at": time.time() * 1000})
+                               "batch_id": plan.batch_id, **progress,
+                               "sent_at": time.time() * 1000})
         if self.run is not None and status is not None:
             Run.objects.filter(pk=self.run.pk).update(
                 heartbeat_at=timezone.now(), pool_size=status["pool_size"],

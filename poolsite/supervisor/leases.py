@@ -8,9 +8,10 @@ attempt), so a PO that kills its host every time ends FAILED after the retry lim
 
 Claims never hand one PO to two hosts:
 * PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` inside a transaction;
-* SQLite: `select_for_update()` is a no-op there, so the claim is a conditional
-  `UPDATE … WHERE id = ? AND status = 'QUEUED'` whose row count says who won
-  (IMMEDIATE transactions serialise writers; see PITFALLS.md).
+* SQLite: `select_for_update()` is a no-op there, so the claim is one
+  `UPDATE … WHERE id = (SELECT the head of the queue) … RETURNING id` statement, which
+  SQLite runs under its single writer lock (RETURNING needs SQLite 3.35; a system check
+  says so on older ones).
 """
 
 from __future__ import annotations
@@ -47,20 +48,22 @@ def _claim_skip_locked(batch_id: int, host: str, lease: timedelta) -> PurchaseOr
 
 
 def _claim_conditional(batch_id: int, host: str, lease: timedelta) -> PurchaseOrder | None:
-    for _ in range(20):  # lost races only; each retry looks at a newer head of the queue
-        candidate = (PurchaseOrder.objects.filter(batch_id=batch_id, status=Status.QUEUED)
-                     .order_by("id").values_list("id", flat=True).first())
-        if candidate is None:
-            return None
-        now = timezone.now()
-        won = PurchaseOrder.objects.filter(id=candidate, status=Status.QUEUED).update(
-            status=Status.RUNNING, leased_by=host, lease_expires_at=now + lease,
-            attempts=F("attempts") + 1, last_attempt_at=now)
-        if won:
-            PurchaseOrder.objects.filter(id=candidate, first_attempt_at=None).update(
-                first_attempt_at=now)
-            return PurchaseOrder.objects.get(id=candidate)
-    return None
+    # One statement: SQLite runs it under its single writer lock, so the head of the
+    # queue cannot be taken by another host between reading and leasing it.
+    table = PurchaseOrder._meta.db_table
+    now, until = (connection.ops.adapt_datetimefield_value(at) for at in (
+        timezone.now(), timezone.now() + lease))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, leased_by = %s, lease_expires_at = %s, "
+            f"attempts = attempts + 1, last_attempt_at = %s, "
+            f"first_attempt_at = COALESCE(first_attempt_at, %s) "
+            f"WHERE id = (SELECT id FROM {table} WHERE batch_id = %s AND status = %s "
+            f"ORDER BY id LIMIT 1) AND status = %s RETURNING id",
+            [Status.RUNNING, host, until, now, now, batch_id, Status.QUEUED,
+             Status.QUEUED])
+        row = cursor.fetchone()
+    return None if row is None else PurchaseOrder.objects.get(id=row[0])
 
 
 def _lease(po: PurchaseOrder, host: str, lease: timedelta) -> None:

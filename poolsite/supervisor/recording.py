@@ -140,7 +140,8 @@ class Recorder:
     def _po_started(self, event: POStarted) -> None:
         self._card(event.worker_id, state="busy", po_number=event.po_number,
                    phase="starting", po_started_at=event.at)
-        self._queue.put(("attempt_started", event))
+        # Nothing to write: the claim stamped last_attempt_at and the lease, and the
+        # host renews its leases every lease/3 while a PO waits or runs.
 
     def _phase(self, event: PhaseChanged) -> None:
         self._card(event.worker_id, phase=event.phase, po_number=event.po_number)
@@ -216,17 +217,10 @@ class Recorder:
             self._record_final(payload)
         elif kind == "requeued":
             self._record_requeued(payload)
-        elif kind == "attempt_started":
-            self._record_started(payload)
         elif kind == "note":
             PoolEvent.objects.create(at=_when(payload["at"]), host=self.host,
                                      level=payload["level"], kind=payload["kind"],
                                      message=payload["message"][:500])
-
-    def _record_started(self, event: POStarted) -> None:
-        PurchaseOrder.objects.filter(pk=int(event.key), leased_by=self.host,
-                                     status=Status.RUNNING).update(
-            last_attempt_at=_when(event.at), lease_expires_at=timezone.now() + self.lease)
 
     def _record_requeued(self, event: PORequeued) -> None:
         status = Status.TIMEOUT if event.reason == "TIMEOUT" else Status.FAILED

@@ -75,11 +75,20 @@ class DbTaskSource:
         self.prefetch = max(1, prefetch)
         self._want.set()
 
-    def refresh_queued_count(self) -> int:
-        """Re-read how many POs of the batch wait in the database (for pending())."""
+    def refresh_queued_count(self, known: tuple[int, int] | None = None) -> int:
+        """Re-read how many POs of the batch wait in the database (for pending()).
+
+        `known` is a (batch id, queued count) the caller has just read anyway; it is
+        used when it is about this source's batch, saving a query.
+        """
         batch = self._batch
-        count = 0 if batch is None else PurchaseOrder.objects.filter(
-            batch_id=batch.pk, status=Status.QUEUED).count()
+        if batch is None:
+            count = 0
+        elif known is not None and known[0] == batch.pk:
+            count = known[1]
+        else:
+            count = PurchaseOrder.objects.filter(batch_id=batch.pk,
+                                                 status=Status.QUEUED).count()
         with self._lock:
             self._queued_in_db = count
             if count:
