@@ -153,9 +153,25 @@ def trees_pss_mb(pids: Iterable[int]) -> dict[int, float]:
         while stack:
             pid = stack.pop()
             stack.extend(children.get(pid, ()))
-            try:
-                total += psutil.Process(pid).memory_full_info().pss
-            except psutil.Error:
-                continue
+            total += _pss_bytes(pid)
         totals[root] = total / (1024 * 1024)
     return totals
+
+
+def _pss_bytes(pid: int) -> int:
+    """PSS of one process from /proc/<pid>/smaps_rollup (0 if it is gone).
+
+    One read instead of psutil's three (stat, statm, smaps_rollup); the kernel's walk
+    of a browser's mappings is the cost that remains.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+        return 0
+    except OSError:  # no smaps_rollup (not Linux 4.14+): ask psutil
+        with contextlib.suppress(psutil.Error):
+            return int(psutil.Process(pid).memory_full_info().pss)
+    return 0

@@ -107,9 +107,14 @@ class _Attempt:
     rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
 
     @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """Time a step (repeated names add up) and tell the supervisor the phase."""
-        self.job.report_phase(name)
+    def step(self, name: str, *, report: bool = True) -> Iterator[None]:
+        """Time a step (repeated names add up) and tell the supervisor the phase.
+
+        Steps of a few milliseconds pass report=False: a dashboard refreshing ten times a
+        second would never show them, and each report wakes the supervisor once.
+        """
+        if report:
+            self.job.report_phase(name)
         started = time.perf_counter()
         try:
             yield
@@ -155,7 +160,7 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
             with attempt.step("evidence"):
                 evidence = _keep_evidence(page, attempt, outcome)
     finally:
-        with attempt.step("close"):
+        with attempt.step("close", report=False):
             _close(attempt, page)
     return _result(attempt, outcome, evidence)
 
@@ -169,7 +174,7 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     site = attempt.site
     response = _open(attempt, page, url, "the PO page")
     _classify(attempt, page, response, "the PO page")
-    with attempt.step("attachments"):
+    with attempt.step("attachments", report=False):
         attempt.supplier_seen = read_supplier(page, site)
         links = read_attachments(page, site, source="po")
     # The PO page is the PO's record: print it before anything can take the page
@@ -189,7 +194,7 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
                          lambda suggested: dedupe(safe_filename(suggested), taken))
     _stop_if_blocked(attempt)
     _stop_if_signed_out(attempt, batch.transfers)
-    with attempt.step("save"):
+    with attempt.step("save", report=False):
         return _save(attempt, batch.transfers, pdf, pdf_name, url)
 
 
@@ -214,7 +219,7 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
 
 def _classify(attempt: _Attempt, page: Page, response: Response | None, what: str) -> None:
     """Raise _Stop unless the page is a readable PO (or requisition) page."""
-    with attempt.step("classify"):
+    with attempt.step("classify", report=False):
         _stop_if_blocked(attempt)
         status = response.status if response is not None else 0
         if status == 429:
@@ -273,7 +278,7 @@ def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
         # The PO itself was fine: it has no documents we can reach.
         raise _Stop(replace(stop.outcome, status=POStatus.NO_ATTACHMENTS,
                             reason=f"REQUISITION_{stop.outcome.reason}")) from None
-    with attempt.step("attachments"):
+    with attempt.step("attachments", report=False):
         return read_attachments(page, attempt.site, source="requisition")
 
 
