@@ -112,6 +112,10 @@ class WorkerPool:
         startup_timeout: seconds a worker may take to become ready.
         task_source: a TaskSource to pull from when start_processing() gets no list.
         on_event: callable receiving pool_core.events values (in the event thread).
+        keep_records: keep every finished PO's record for get_records() (the default).
+            False for a long-running host whose task source stores the records (runpool):
+            a finished PO is then counted and forgotten, so the host's memory does not
+            grow with every PO, and get_records() lists only POs not finished yet.
     """
 
     def __init__(
@@ -142,8 +146,10 @@ class WorkerPool:
         startup_timeout: float = 30.0,
         task_source: TaskSource | None = None,
         on_event: Callable[[PoolEvent], None] | None = None,
+        keep_records: bool = True,
     ) -> None:
         self._pool_size = _check_size(pool_size)
+        self._keep_records = keep_records
         if headless_config is None:
             headless_config = HeadlessConfiguration()
         if not isinstance(headless_config, HeadlessConfiguration):
@@ -183,7 +189,7 @@ class WorkerPool:
         self._cond = threading.Condition(threading.RLock())
         self._states = PoolStateMachine()
         self._bus = EventBus(on_event)
-        self._book = RunBook()
+        self._book = RunBook(keep_done=self._keep_records)
         self._supervisor: Supervisor | None = None
         self._source: TaskSource | None = None
         self._last_stop_clean = True
@@ -225,7 +231,7 @@ class WorkerPool:
                 raise ValueError("po_list is required (no task_source was configured)")
             spec = self._worker_spec()
             self._set_state(PoolStatus.STARTING)
-            self._book = RunBook()
+            self._book = RunBook(keep_done=self._keep_records)
             self._book.add(tasks, time.monotonic())
             source = self._source = (InMemoryTaskSource(tasks) if po_list is not None
                                      else self._task_source)
@@ -446,7 +452,7 @@ class WorkerPool:
                 "tasks_completed": book.succeeded,
                 "tasks_failed": book.failed,
                 "tasks_cancelled": book.cancelled,
-                "tasks_total": len(book.tracks),
+                "tasks_total": book.total,
                 "worker_details": supervisor.worker_details() if running and supervisor
                 else [],
                 "performance_metrics": book.metrics(),
@@ -458,7 +464,7 @@ class WorkerPool:
             book = self._book
             data = book.metrics()
             data.update(cancelled=book.cancelled, active=book.active,
-                        total=len(book.tracks),
+                        total=book.total,
                         pending=sum(1 for t in book.tracks.values() if t.state == "pending"))
             return book.succeeded, book.failed, data
 
@@ -472,7 +478,7 @@ class WorkerPool:
         """Wait until every known PO has a final record (True) or `timeout` passes."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: bool(self._book.tracks) and all(
+                lambda: self._book.total > 0 and all(
                     t.state == "done" for t in self._book.tracks.values()), timeout=timeout)
 
     def wait_for_status(self, status: PoolStatus, timeout: float) -> bool:

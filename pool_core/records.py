@@ -41,8 +41,10 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 class RunBook:
     """Per-PO tracks, final counts and timing samples of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_done: bool = True) -> None:
         self.tracks: dict[str, Track] = {}
+        self.keep_done = keep_done
+        self.forgotten = 0  # finished tracks dropped (keep_done=False)
         self.succeeded = 0
         self.failed = 0
         self.cancelled = 0
@@ -99,7 +101,11 @@ class RunBook:
             steps=result.steps, evidence=result.evidence,
             remote_traceback=result.remote_traceback, finished_at=time.time())
         track.state = "done"
-        track.record = record
+        if self.keep_done:
+            track.record = record
+        elif self.tracks.get(track.task.key) is track:
+            del self.tracks[track.task.key]
+            self.forgotten += 1
         if result.status is POStatus.CANCELLED:
             self.cancelled += 1
         elif result.status.is_success:
@@ -107,6 +113,11 @@ class RunBook:
         else:
             self.failed += 1
         return record
+
+    @property
+    def total(self) -> int:
+        """POs of the run: those tracked plus those finished and forgotten."""
+        return len(self.tracks) + self.forgotten
 
     def record_of(self, track: Track) -> PORecord:
         if track.record is not None:

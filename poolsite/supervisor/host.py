@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from django.db import close_old_connections
+from django.db import close_old_connections, reset_queries
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -130,6 +130,12 @@ class HostSupervisor:
             while not self.stop_requested.is_set():
                 try:
                     self.step()
+                    # With DEBUG on, Django logs every query of a thread until a request
+                    # ends, and a supervisor thread's requests never end: half of the
+                    # ~4.5 MB a minute runpool grew by in tests/faults/test_dashboard_soak
+                    # (the pool keeping every finished record was the other half). Each
+                    # thread that writes drops its log after each piece of work.
+                    reset_queries()
                 except Exception:
                     log.exception("supervisor step failed; going on")
                     close_old_connections()
@@ -256,7 +262,8 @@ class HostSupervisor:
             memory_hard_limit_mb=options.memory_hard_mb,
             memory_check_interval=options.memory_check_seconds,
             browser_path=options.browser_path or None, task_source=self.source,
-            on_event=self.recorder.on_event)
+            on_event=self.recorder.on_event,
+            keep_records=False)  # the recorder stores them; a host runs for months
 
     def _site_for(self, batch: Batch) -> SitePreset | None:
         preset = self._presets.get(batch.site_preset)

@@ -19,7 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    reset_queries,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
@@ -185,6 +191,7 @@ class Recorder:
                 return
             kind, payload = item
             self._write_patiently(kind, payload)
+            reset_queries()  # DEBUG query log: see HostSupervisor.serve
 
     def _write_patiently(self, kind: str, payload: Any) -> None:
         """Write one item; wait out a locked or unreachable database instead of losing it.

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, reset_queries
 
 from pool_core.events import PORecord
 from pool_core.messages import Task
@@ -139,6 +139,7 @@ class DbTaskSource:
             self._want.clear()
             try:
                 self._top_up()
+                reset_queries()  # DEBUG query log: see HostSupervisor.serve
             except Exception:
                 log.exception("could not claim POs; trying again in a moment")
                 close_old_connections()

@@ -155,6 +155,24 @@ def test_it_processes_a_batch_and_reports_it(site: DemoSite, make_pool: PoolFact
         pool.pause_processing()
 
 
+def test_it_can_forget_finished_pos_so_a_long_run_does_not_grow(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    events: list = []
+    pool = make_pool(2, keep_records=False, on_event=events.append)
+    batch = catalog.demo_batch(site.base_url, 6)
+    pool.start_processing(batch)
+    assert pool.wait_until_done(60)
+    status = pool.get_status()
+    assert (status["tasks_total"], status["tasks_completed"]) == (6, 6)
+    assert pool.get_results()[:2] == (6, 0)
+    assert pool.get_records() == []  # counted, handed on (events, task source), forgotten
+    pool._bus.flush()
+    finished = [e.record for e in events if e.kind is EventKind.PO_FINISHED]
+    assert sorted(r.po_number for r in finished) == sorted(po["po_number"] for po in batch)
+    assert all(r.status is POStatus.COMPLETED for r in finished)
+    assert pool.stop_processing(timeout=10) is True
+
+
 def test_it_pauses_and_resumes(site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 0.3
     pool = make_pool(2)
