@@ -136,12 +136,12 @@ class HostSupervisor:
                     # (the pool keeping every finished record was the other half). Each
                     # thread that writes drops its log after each piece of work.
                     reset_queries()
-                except Exception:
+                    if self.options.exit_when_idle and self._idle_for_good():
+                        log.info("nothing left to do: exiting (--exit-when-idle)")
+                        break
+                except Exception:  # the database may be away for a moment
                     log.exception("supervisor step failed; going on")
                     close_old_connections()
-                if self.options.exit_when_idle and self._idle_for_good():
-                    log.info("nothing left to do: exiting (--exit-when-idle)")
-                    break
                 self.wake.wait(self.options.poll_seconds)
                 self.wake.clear()
         finally:
