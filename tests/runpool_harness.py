@@ -7,10 +7,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,3 +114,19 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.2) -
 def expected_files(po_number: str) -> dict[str, str]:
     """sha256 -> attachment name, from the demo site's ground truth."""
     return {a.sha256: a.name for a in catalog.expected(po_number).attachments}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serving(url: str) -> bool:
+    """Whether `url` answers 200 (runpool's web server is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status) == 200
+    except (OSError, urllib.error.HTTPError):
+        return False

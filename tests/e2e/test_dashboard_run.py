@@ -11,10 +11,7 @@ equal the database's. A viewer's page follows along and has no controls.
 from __future__ import annotations
 
 import csv
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pool_core.browser import launch_args
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.runpool_harness import Deployment, deployment, wait_for
+from tests.runpool_harness import Deployment, deployment, free_port, serving, wait_for
 
 PASSWORD = "e2e-password-5678"
 POS = 60
@@ -40,31 +37,17 @@ for name, role in (("otto", "operators"), ("vera", "viewers")):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.HTTPError):
-        return False
-
-
 @pytest.fixture
 def live(site: DemoSite, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     site.latency = 0.3  # slow enough to watch a PO go by, fast enough to finish
     deploy = deployment(tmp_path, site)
     deploy.manage("shell", "-c", MAKE_USERS)
-    port = _free_port()
+    port = free_port()
     proc = deploy.runpool("--port", str(port), "--storage-state",
                           str(tmp_path / "storage-state.json"))
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _serving(f"{url}/accounts/login/"), 60, "runpool to serve")
+        wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
         yield deploy, url
     finally:
         proc.terminate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.runpool_harness import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(url: str) -> int:
@@ -44,7 +39,7 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture
 def fresh_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(POOL_DATA_DIR=str(tmp_path / "data"), POOL_DEMO_PORT=str(_free_port()))
+    env.update(POOL_DATA_DIR=str(tmp_path / "data"), POOL_DEMO_PORT=str(free_port()))
     return env
 
 
@@ -66,7 +61,7 @@ def test_it_loads_demo_data_idempotently_and_prints_the_password(
 def test_it_serves_the_app_and_the_demo_site_then_stops_on_sigterm(
         fresh_env: dict[str, str]) -> None:
     assert _manage(fresh_env, "migrate", "--noinput").returncode == 0
-    port = _free_port()
+    port = free_port()
     demo = f"http://127.0.0.1:{fresh_env['POOL_DEMO_PORT']}"
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runpool", "--port", str(port), "--with-demo-site"],

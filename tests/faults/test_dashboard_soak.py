@@ -13,10 +13,7 @@ dropped its dashboards cannot pass. Then runpool stops gracefully and every PO i
 
 from __future__ import annotations
 
-import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -27,7 +24,7 @@ from pool_core.browser import launch_args
 from pool_core.process_tree import trees_pss_mb
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.runpool_harness import deployment, wait_for
+from tests.runpool_harness import deployment, free_port, serving, wait_for
 
 DASHBOARDS = 50
 WORKERS = 8
@@ -54,20 +51,6 @@ OPEN_SOCKETS_JS = """(count) => {
         ws.onclose = () => { window.soak.closed += 1; };
     }
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.HTTPError):
-        return False
 
 
 def _workers(runpool: psutil.Process) -> list[int]:
@@ -100,14 +83,14 @@ def test_fifty_dashboards_for_five_minutes_keep_every_process_flat(
     deploy.manage("shell", "-c", MAKE_VIEWER)
     # More than 8 workers can do in 5 minutes here, so they stay busy throughout.
     batch_id = deploy.import_batch(catalog.demo_batch(site.base_url, 3000))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = deploy.runpool("--port", str(port), "--batch", str(batch_id), "--pool-size",
                           str(WORKERS), "--storage-state", str(tmp_path / "storage-state.json"))
     runpool = psutil.Process(proc.pid)
     samples: list[tuple[float, dict[str, float]]] = []
     try:
-        wait_for(lambda: _serving(f"{url}/accounts/login/"), 60, "runpool to serve")
+        wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
         wait_for(lambda: len(_workers(runpool)) == WORKERS and "COMPLETED" in
                  deploy.statuses(batch_id).values(), 180, "8 workers finishing POs")
         with sync_playwright() as pw:
