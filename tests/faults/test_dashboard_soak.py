@@ -34,7 +34,7 @@ SAMPLE_EVERY = 5
 GROWTH_LIMIT = 1.10
 PASSWORD = "soak-password-2468"
 
-pytestmark = pytest.mark.timeout(SOAK_SECONDS + 420)
+pytestmark = pytest.mark.timeout(SOAK_SECONDS + 600)
 
 MAKE_VIEWER = f"""
 from django.contrib.auth.models import Group, User
@@ -103,8 +103,11 @@ def test_fifty_dashboards_for_five_minutes_keep_every_process_flat(
                 page.locator("input[name=password]").press("Enter")
                 page.wait_for_selector("#dashboard")
                 page.evaluate(OPEN_SOCKETS_JS, DASHBOARDS)
-                wait_for(lambda: min(page.evaluate("window.soak.received")) > 0, 30,
-                         "every socket's first message")
+                # Chromium opens one WebSocket to a host at a time (RFC 6455 4.1), so
+                # on a busy machine 50 handshakes take a while; this is not the claim.
+                wait_for(lambda: min(page.evaluate("window.soak.received")) > 0, 180,
+                         "every socket's first message (its snapshot)")
+                assert page.evaluate("window.soak.closed") == 0
                 started = time.monotonic()
                 received_before_last_minute: list[int] = []
                 while (elapsed := time.monotonic() - started) < SOAK_SECONDS:
