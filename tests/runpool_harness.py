@@ -130,3 +130,13 @@ def serving(url: str) -> bool:
             return int(response.status) == 200
     except (OSError, urllib.error.HTTPError):
         return False
+
+
+def stop(proc: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM runpool (a graceful stop); SIGKILL it if it takes longer than `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -32,7 +32,7 @@ def claim_next(batch_id: int, host: str, lease: timedelta) -> PurchaseOrder | No
     """Lease the next queued PO of a batch to `host`; None when none is queued."""
     if connection.vendor == "postgresql":
         return _claim_skip_locked(batch_id, host, lease)
-    return _claim_conditional(batch_id, host, lease)
+    return _claim_returning(batch_id, host, lease)
 
 
 def _claim_skip_locked(batch_id: int, host: str, lease: timedelta) -> PurchaseOrder | None:
@@ -47,12 +47,12 @@ def _claim_skip_locked(batch_id: int, host: str, lease: timedelta) -> PurchaseOr
         return po
 
 
-def _claim_conditional(batch_id: int, host: str, lease: timedelta) -> PurchaseOrder | None:
+def _claim_returning(batch_id: int, host: str, lease: timedelta) -> PurchaseOrder | None:
     # One statement: SQLite runs it under its single writer lock, so the head of the
     # queue cannot be taken by another host between reading and leasing it.
     table = PurchaseOrder._meta.db_table
-    now, until = (connection.ops.adapt_datetimefield_value(at) for at in (
-        timezone.now(), timezone.now() + lease))
+    at = timezone.now()
+    now, until = (connection.ops.adapt_datetimefield_value(t) for t in (at, at + lease))
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, leased_by = %s, lease_expires_at = %s, "

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pool_core.browser import launch_args
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.runpool_harness import Deployment, deployment, free_port, serving, wait_for
+from tests.runpool_harness import Deployment, deployment, free_port, serving, stop, wait_for
 
 PASSWORD = "e2e-password-5678"
 POS = 60
@@ -50,12 +50,7 @@ def live(site: DemoSite, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
         wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
         yield deploy, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except Exception:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, timeout=60)
         site.latency = 0.0
     wait_for(lambda: _leftovers(deploy) == [], 30, "workers' browsers and temp roots to go")
 

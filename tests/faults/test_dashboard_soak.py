@@ -24,7 +24,7 @@ from pool_core.browser import launch_args
 from pool_core.process_tree import trees_pss_mb
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.runpool_harness import deployment, free_port, serving, wait_for
+from tests.runpool_harness import deployment, free_port, serving, stop, wait_for
 
 DASHBOARDS = 50
 WORKERS = 8
@@ -126,12 +126,7 @@ def test_fifty_dashboards_for_five_minutes_keep_every_process_flat(
                                                     strict=True)) if b <= a]
         assert not stalled, f"dashboards {stalled} received nothing in the last minute"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=120)
-        except Exception:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, timeout=120)
 
     baseline_window = [s for t, s in samples if WARM_UP_SECONDS <= t < WARM_UP_SECONDS + 60]
     last_minute = [s for t, s in samples if t >= SOAK_SECONDS - 60]
