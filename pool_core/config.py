@@ -95,6 +95,7 @@ class WorkerSpec:
     recycle_browser_after: int  # relaunch the browser after this many POs (0: never)
     node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
     node_compile_cache: str  # NODE_COMPILE_CACHE folder shared by drivers ("": none)
+    browser_nice: int  # niceness of the driver and browser processes (0: as the worker)
     owner_pid: int  # the supervisor's pid: the worker exits when it dies
 
 

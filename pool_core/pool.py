@@ -106,6 +106,11 @@ class WorkerPool:
             "single-process" (unstable); see BROWSER_MODES.
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
+        browser_nice: niceness (0-19) given to each worker's driver and browser. The
+            browsers are the bulk work; the supervisor, the worker processes and the
+            web server coordinate and should answer first. Throughput is unchanged
+            (the browsers share the CPU among themselves as before); hand-offs between
+            POs wait less behind rendering. 0 leaves them at the worker's priority.
         node_compile_cache: folder for Node's code cache, shared by all drivers and kept
             between runs (default: <system temp>/poolsite-node-compile-cache; "" disables).
         nav_timeout / download_timeout: seconds, passed to the job in JobEnv.
@@ -140,6 +145,7 @@ class WorkerPool:
         browser_mode: str = "standard",
         extra_browser_args: Sequence[str] = (),
         node_options: str = "--max-semi-space-size=1",
+        browser_nice: int = 10,
         node_compile_cache: str | None = None,
         nav_timeout: float = 30.0,
         download_timeout: float = 60.0,
@@ -161,6 +167,9 @@ class WorkerPool:
             raise ValueError("max_task_timeout must be a positive number of seconds")
         if retry_limit < 0 or max_rate_limit_requeues < 0:
             raise ValueError("retry_limit and max_rate_limit_requeues must be >= 0")
+        if isinstance(browser_nice, bool) or not isinstance(browser_nice, int) or not (
+                0 <= browser_nice <= 19):
+            raise ValueError(f"browser_nice must be an int from 0 to 19, got {browser_nice!r}")
         self._headless = headless_config.effective_headless()
         self.headless_config = headless_config
         self.profile_manager = profile_manager or ProfileManager()
@@ -179,6 +188,7 @@ class WorkerPool:
             nav_timeout_s=nav_timeout, download_timeout_s=download_timeout,
             launch_timeout_s=min(startup_timeout, 30.0),
             recycle_browser_after=recycle_browser_after, node_options=node_options,
+            browser_nice=browser_nice,
             node_compile_cache=os.path.join(tempfile.gettempdir(), NODE_CACHE_DIR)
             if node_compile_cache is None else node_compile_cache)
         self._browser_path = browser_path

@@ -162,6 +162,23 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
             session.launch()
 
 
+def _lower_priority(processes: list[psutil.Process], niceness: int) -> None:
+    """Renice the driver and browser, thread by thread (Linux niceness is per thread).
+
+    Zygotes included, so the renderers they fork later inherit it. Raising niceness
+    needs no privilege. Chromium may raise a thread of its own again where it is allowed
+    to (as root it runs its GPU process at -8); that is its choice to make.
+    """
+    if niceness <= 0:
+        return
+    for proc in processes:
+        with contextlib.suppress(psutil.Error, OSError):
+            for thread in proc.threads():
+                with contextlib.suppress(OSError):
+                    if os.getpriority(os.PRIO_PROCESS, thread.id) < niceness:
+                        os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
+
+
 def _is_driver(proc: psutil.Process) -> bool:
     try:
         return proc.name().startswith("node")
@@ -196,8 +213,9 @@ class _BrowserSession:
             self.browser.on("disconnected", lambda _b: self._mark_crashed())
         self.crashed = False
         self.tasks_since_launch = 0
-        record_pids(self.root.path, [os.getpid()] + [
-            p.pid for p in psutil.Process().children(recursive=True)])
+        children = psutil.Process().children(recursive=True)
+        record_pids(self.root.path, [os.getpid()] + [p.pid for p in children])
+        _lower_priority(children, self.spec.browser_nice)
 
     def _mark_crashed(self) -> None:
         self.crashed = True

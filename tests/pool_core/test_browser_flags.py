@@ -1,0 +1,81 @@
+"""The flags and priority every worker's browser gets, checked on the real processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+from playwright.sync_api import sync_playwright
+
+from pool_core import WorkerPool
+from pool_core.browser import launch_args
+from poolsite.demo_erp import catalog
+from poolsite.demo_erp.server import DemoSite
+
+
+def _features(cmdline: list[str]) -> list[set[str]]:
+    """Every --enable-features value on a command line, in order."""
+    prefix = "--enable-features="
+    return [set(arg[len(prefix):].split(",")) for arg in cmdline if arg.startswith(prefix)]
+
+
+def test_our_enable_features_keeps_playwrights_and_moves_the_network_service_in(
+        browser_path: str) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
+        try:
+            page = browser.new_page()
+            page.goto("about:blank")
+            driver = next(p for p in psutil.Process().children() if p.name().startswith("node"))
+            chromium = [p for p in driver.children(recursive=True) if "headless" in p.name()]
+            main = next(p for p in chromium
+                        if not any(a.startswith("--type=") for a in p.cmdline()))
+            found = _features(main.cmdline())
+            helpers = [" ".join(p.cmdline()) for p in chromium]
+        finally:
+            browser.close()
+    # Chromium keeps only the last --enable-features: ours must hold Playwright's too.
+    assert len(found) >= 2, found
+    assert "NetworkServiceInProcess2" in found[-1]
+    missing = set().union(*found[:-1]) - found[-1]
+    assert not missing, f"Playwright enables features our flag would drop: {missing}"
+    assert not [h for h in helpers if "--utility-sub-type=network.mojom" in h], helpers
+
+
+def test_the_driver_and_browser_run_at_lower_priority_than_the_worker(
+        site: DemoSite, make_pool: Callable[..., WorkerPool]) -> None:
+    site.latency = 1.0  # a renderer is up while we look
+    pool = make_pool(1, browser_nice=7)
+    pool.start_processing(catalog.demo_batch(site.base_url, 2))
+    worker = psutil.Process(pool.get_status()["worker_details"][0]["pid"])
+    ours = psutil.Process().nice()
+    expected = max(ours, 7)
+    deadline = time.monotonic() + 20
+    while not any("--type=renderer" in p.cmdline() for p in worker.children(recursive=True)):
+        assert time.monotonic() < deadline, "no renderer started"
+        time.sleep(0.05)
+    tree = worker.children(recursive=True)
+    assert worker.nice() == ours
+    driver = next(p for p in tree if p.name().startswith("node"))
+    assert {os.getpriority(os.PRIO_PROCESS, t.id) for t in driver.threads()} == {expected}
+    # Every process's main thread; renderers forked later inherit it from the zygote.
+    # Chromium itself raises its GPU process where it may (as root), so that one is not
+    # ours to check.
+    mains = {(p.name(), _process_type(p)): p.nice() for p in tree
+             if _process_type(p) != "gpu-process"}
+    assert ("chromium-headless-shell", "renderer") in mains, mains
+    assert set(mains.values()) == {expected}, mains
+    assert pool.wait_until_done(60)
+
+
+def _process_type(proc: psutil.Process) -> str:
+    return next((a.split("=", 1)[1] for a in proc.cmdline() if a.startswith("--type=")), "")
+
+
+@pytest.mark.parametrize("bad", [-1, 20, 2.5, True])
+def test_browser_nice_must_be_a_niceness(bad: object) -> None:
+    with pytest.raises(ValueError, match="browser_nice"):
+        WorkerPool(1, browser_nice=bad)  # type: ignore[arg-type]
