@@ -24,7 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pool_core.process_tree import tree_pss_mb  # noqa: E402
+from pool_core.process_tree import tree_pss_mb, worker_processes  # noqa: E402
 from poolsite.demo_erp import catalog  # noqa: E402
 from poolsite.demo_erp.server import DemoSite  # noqa: E402
 from tests.runpool_harness import deployment  # noqa: E402
@@ -33,15 +33,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def worker_pids(supervisor: int) -> list[int]:
-    found = []
-    for child in psutil.Process(supervisor).children():
-        try:
-            if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(
-                    child.cmdline()):
-                found.append(child.pid)
-        except psutil.Error:
-            continue
-    return found
+    return [worker.pid for worker in worker_processes(supervisor)]
 
 
 def run(pos: int, workers: int, latency: float) -> dict:

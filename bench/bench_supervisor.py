@@ -108,6 +108,7 @@ def measure_supervisor_cpu(batch_size: int) -> dict[str, float]:
     import psutil
 
     sys.path.insert(0, str(ROOT))
+    from pool_core.process_tree import worker_processes
     from poolsite.demo_erp import catalog
     from poolsite.demo_erp.server import DemoSite
     from tests.runpool_harness import deployment
@@ -130,7 +131,7 @@ def measure_supervisor_cpu(batch_size: int) -> dict[str, float]:
                     time.sleep(1.0)
                     try:
                         cpu = me.cpu_percent(None)
-                        workers = len(me.children())
+                        workers = len(worker_processes(me.pid))
                     except psutil.Error:
                         continue
                     if workers >= 8:  # only while all eight workers are up

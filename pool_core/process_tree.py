@@ -20,6 +20,24 @@ import psutil
 
 log = logging.getLogger(__name__)
 PIDS_FILE = "pids.json"
+WORKER_NAME_PREFIX = "pool-worker-"  # a worker's process name: pool-worker-<slot>
+
+
+def name_process(name: str) -> None:
+    """Name this process as ps, top and psutil show it (Linux; 15 characters)."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as comm:
+        comm.write(name[:15])
+
+
+def worker_processes(host_pid: int) -> list[psutil.Process]:
+    """The worker processes a host has started (they descend from its fork server)."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for proc in psutil.Process(host_pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.name().startswith(WORKER_NAME_PREFIX):
+                    found.append(proc)
+    return found
 
 
 def record_pids(root: str, pids: Iterable[int]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -54,6 +53,8 @@ from pool_core.worker import (
     StartupFailed,
     TaskDone,
     TaskReceived,
+    process_context,
+    start_fork_server,
     worker_main,
 )
 
@@ -99,7 +100,7 @@ class Supervisor(threading.Thread):
         self._outbox: list[PORecord] = []
         self._cleanups: list[Future[Any]] = []
         self._janitor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pool-janitor")
-        self._mp = multiprocessing.get_context("spawn")
+        self._mp = process_context()
         self._wake_r, self._wake_w = os.pipe()
         self._wake_lock = threading.Lock()
         self._wake_closed = False
@@ -144,6 +145,7 @@ class Supervisor(threading.Thread):
     def run(self) -> None:
         self._monitor.start()
         try:
+            start_fork_server()
             for root in self.initial_roots:
                 self._spawn(root.worker_id, root)
             while not self._turn():

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from pool_core.browser import launch_args
-from pool_core.process_tree import trees_pss_mb
+from pool_core.process_tree import trees_pss_mb, worker_processes
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 from tests.runpool_harness import deployment, free_port, serving, stop, wait_for
@@ -54,16 +54,8 @@ OPEN_SOCKETS_JS = """(count) => {
 
 
 def _workers(runpool: psutil.Process) -> list[int]:
-    """Pids of the worker processes (spawned Python children, not the resource tracker)."""
-    found = []
-    for child in runpool.children():
-        try:
-            line = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if "spawn_main" in line and "resource_tracker" not in line:
-            found.append(child.pid)
-    return found
+    """Pids of the worker processes."""
+    return [worker.pid for worker in worker_processes(runpool.pid)]
 
 
 def _sample(runpool: psutil.Process) -> dict[str, float]:

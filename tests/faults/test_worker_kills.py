@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 
+from pool_core.process_tree import worker_processes
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 from tests.runpool_harness import deployment, expected_files, wait_for
@@ -17,16 +18,15 @@ KILLS = 20
 
 
 def _working(supervisor_pid: int) -> list[psutil.Process]:
-    """Worker processes that are up (their browser runs): spawned Python children."""
+    """Worker processes that are up (their browser runs)."""
     found = []
-    for child in psutil.Process(supervisor_pid).children():
+    for worker in worker_processes(supervisor_pid):
         try:
-            line = " ".join(child.cmdline())
-            tree = " ".join(p.name() for p in child.children(recursive=True))
+            tree = " ".join(p.name() for p in worker.children(recursive=True))
         except psutil.Error:
             continue
-        if "spawn_main" in line and "resource_tracker" not in line and "headless" in tree:
-            found.append(child)
+        if "headless" in tree:
+            found.append(worker)
     return found
 
 
