@@ -38,6 +38,12 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def _new_track(task: Task, now: float) -> Track:
+    # A task that arrives on a later attempt (a host's source re-claimed it after the
+    # host that held it died) has spent that many retries of its budget already.
+    return Track(task=task, ready_at=now, retries=max(0, task.attempt - 1))
+
+
 class RunBook:
     """Per-PO tracks, final counts and timing samples of one run."""
 
@@ -59,13 +65,15 @@ class RunBook:
 
     def add(self, tasks: list[Task], now: float) -> None:
         for task in tasks:
-            self.tracks[task.key] = Track(task=task, ready_at=now)
+            self.tracks[task.key] = _new_track(task, now)
 
     def track_for(self, task: Task, now: float) -> Track:
-        """Return the track of a task, creating one for tasks a host's source invented."""
+        """Return the track of a task, creating one for tasks a host's source invented.
+
+        """
         track = self.tracks.get(task.key)
         if track is None:
-            track = self.tracks[task.key] = Track(task=task, ready_at=now)
+            track = self.tracks[task.key] = _new_track(task, now)
         return track
 
     def attempt_started(self, track: Track, task: Task, worker_id: int, now: float) -> None:

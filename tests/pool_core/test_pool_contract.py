@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from pool_core import (
 from pool_core.events import EventKind
 from pool_core.messages import POStatus
 from pool_core.state import TRANSITIONS, PoolStateMachine, is_legal
+from pool_core.task_source import InMemoryTaskSource, tasks_from_po_list
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 
@@ -418,3 +420,20 @@ def test_it_survives_concurrent_calls_from_many_threads(
     records = pool.get_records()
     assert len(records) == n and all(r.status is POStatus.COMPLETED for r in records)
     assert pool.status is PoolStatus.IDLE
+
+
+def test_a_po_arriving_on_a_later_attempt_has_spent_that_much_of_its_retry_budget(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # As a database source hands out a PO re-claimed after its host died mid-attempt.
+    fresh, reclaimed = tasks_from_po_list(catalog.demo_batch(site.base_url, 2))
+    source = InMemoryTaskSource([fresh, replace(reclaimed, attempt=3)])
+    site.down = True  # every attempt fails with a retryable HTTP 503
+    pool = make_pool(1, retry_limit=2, retry_backoff=0.0, pause_after_site_failures=0,
+                     task_source=source)
+    pool.start_processing(None)
+    assert pool.wait_until_done(60)
+    records = {r.po_number: r for r in pool.get_records()}
+    assert {r.status for r in records.values()} == {POStatus.FAILED}
+    assert records[fresh.po_number].attempts == 3  # its first attempt and two retries
+    assert records[reclaimed.po_number].attempts == 1  # attempts 1-2 were elsewhere
+    assert pool.stop_processing(10)
