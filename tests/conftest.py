@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +54,21 @@ def service_url(name: str) -> str:
         pytest.skip(message)
     return url
 
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server: str) -> Iterator[str]:
+    """Create a uniquely named database on `server`; yield its URL; drop it afterwards."""
+    import psycopg
+
+    name = f"poolsite_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:

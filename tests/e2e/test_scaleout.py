@@ -18,7 +18,7 @@ from channels_redis.core import RedisChannelLayer
 
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.conftest import service_url
+from tests.conftest import fresh_postgres_database, service_url
 from tests.runpool_harness import Deployment, wait_for
 
 pytestmark = pytest.mark.scaleout
@@ -27,13 +27,8 @@ pytestmark = pytest.mark.scaleout
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test, dropped afterwards."""
-    server = service_url("POOL_TEST_DATABASE_URL")
-    name = f"poolsite_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield server.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(service_url("POOL_TEST_DATABASE_URL")) as url:
+        yield url
 
 
 def _scaleout_deployment(tmp_path: Path, site: DemoSite, database: str, redis: str,

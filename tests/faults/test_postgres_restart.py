@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,7 +23,7 @@ import pytest
 
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.conftest import service_url
+from tests.conftest import fresh_postgres_database, service_url
 from tests.runpool_harness import Deployment, wait_for
 
 pytestmark = pytest.mark.scaleout
@@ -93,13 +92,11 @@ def pg_cluster() -> tuple[str, str]:
 def postgres_url(pg_cluster: tuple[str, str]) -> Iterator[str]:
     """A fresh PostgreSQL database for this test, dropped afterwards (server up again)."""
     server = service_url("POOL_TEST_DATABASE_URL")
-    name = f"poolsite_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield server.rsplit("/", 1)[0] + f"/{name}"
-    _ensure_running(*pg_cluster, server)
-    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(server) as url:
+        try:
+            yield url
+        finally:
+            _ensure_running(*pg_cluster, server)
 
 
 def _pg(database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
