@@ -47,7 +47,7 @@ migrate: $(STAMP_DEPS)
 	$(PY) manage.py migrate --noinput -v 0
 
 demo-data: setup
-	$(PY) manage.py demo_data
+	$(PY) manage.py demo_data --url http://$(HOST):$(PORT)/
 
 lint: $(STAMP_DEPS)
 	$(VENV)/bin/ruff check .

@@ -47,9 +47,10 @@ def test_it_loads_demo_data_idempotently_and_prints_the_password(
         fresh_env: dict[str, str]) -> None:
     assert _manage(fresh_env, "migrate", "--noinput").returncode == 0
     first = _manage(fresh_env, "demo_data", "--no-input")
-    second = _manage(fresh_env, "demo_data", "--no-input")
+    second = _manage(fresh_env, "demo_data", "--no-input", "--url", "http://127.0.0.1:8123/")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert "as 'admin' with password" in first.stdout
+    assert "Sign in at http://127.0.0.1:8000/ as 'admin' with password" in first.stdout
+    assert "Sign in at http://127.0.0.1:8123/ as 'admin'" in second.stdout  # make run PORT=
     assert "sample batch #1: 52 POs" in first.stdout
     assert "sample batch" not in second.stdout  # not created twice
     password = first.stdout.split("with password '")[1].split("'")[0]

@@ -27,13 +27,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-input", action="store_true",
                             help="never prompt; generate the admin password")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/",
+                            help="where the product will answer (for the sign-in hint)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         interactive = sys.stdin.isatty() and not options["no_input"]
         password = self._ensure_admin(interactive)
         self._ensure_sample_batch()
         self.stdout.write(self.style.SUCCESS(
-            f"Sign in at http://127.0.0.1:8000/ as {ADMIN_USERNAME!r}"
+            f"Sign in at {options['url']} as {ADMIN_USERNAME!r}"
             + (f" with password {password!r}" if password else "")
         ))
 
