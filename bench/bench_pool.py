@@ -25,6 +25,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pool_core import ProfileManager, WorkerPool
@@ -178,9 +180,24 @@ class Bench:
                 "failed": failed, "cpu_per_po": cpu / n}
 
 
+def fork_server_pss_mb() -> float:
+    """PSS of this process's fork server (not part of any worker's tree)."""
+    for child in psutil.Process().children():
+        if "forkserver" in " ".join(child.cmdline()):
+            return tree_pss_mb(child.pid)
+    return 0.0
+
+
 def _children_cpu() -> float:
+    """CPU seconds of every reaped descendant: workers, drivers, browsers. Workers are
+    the fork server's children, so its reaped-children times count too."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    for child in psutil.Process().children():
+        if "forkserver" in " ".join(child.cmdline()):
+            times = child.cpu_times()
+            total += times.children_user + times.children_system
+    return total
 
 
 def _poll_status(pool: WorkerPool, times: list[float], done: threading.Event) -> None:
@@ -278,7 +295,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--memory-runs", type=int, default=None,
                         help="runs of the memory comparison (default: --runs; 0 skips it)")
     args = parser.parse_args(argv)
-    sizes = tuple(int(s) for s in args.sizes.split(","))
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s)  # "" : memory only
     bench = Bench(args.latency)
     try:
         print(f"speed: {args.batch} POs at {args.latency}s page latency, sizes {sizes}, "
@@ -288,6 +305,8 @@ def main(argv: list[str]) -> int:
         memory_runs = args.runs if args.memory_runs is None else args.memory_runs
         memory = run_memory(bench, memory_runs) if memory_runs else {}
         report(speed, memory, args.batch)
+        print(f"\nThe fork server workers are forked from (one per host process): "
+              f"{fork_server_pss_mb():.0f} MB PSS")
     finally:
         bench.close()
     return 0
