@@ -206,15 +206,37 @@ def _lower_priority(processes: list[psutil.Process], niceness: int) -> None:
     Zygotes included, so the renderers they fork later inherit it. Raising niceness
     needs no privilege. Chromium may raise a thread of its own again where it is allowed
     to (as root it runs its GPU process at -8); that is its choice to make.
+
+    Playwright starts Chromium in a session of its own, and with the kernel's autogroup
+    scheduling (sched_autogroup_enabled, the default on desktop and many servers) each
+    session is a group that gets an equal CPU share however nice its threads are: eight
+    browsers would leave the host, the workers and the drivers one ninth of the CPU.
+    So the browser's autogroup gets the same niceness.
     """
     if niceness <= 0:
         return
+    ours = _autogroup(os.getpid())
+    groups_done: set[str] = set()
     for proc in processes:
         with contextlib.suppress(psutil.Error, OSError):
             for thread in proc.threads():
                 with contextlib.suppress(OSError):
                     if os.getpriority(os.PRIO_PROCESS, thread.id) < niceness:
                         os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
+        group = _autogroup(proc.pid)
+        if group and group != ours and group not in groups_done:
+            groups_done.add(group)
+            with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/autogroup", "w") as fh:
+                fh.write(str(niceness))
+
+
+def _autogroup(pid: int) -> str:
+    """The autogroup of a process ("/autogroup-85"), or "" without autogroups."""
+    try:
+        with open(f"/proc/{pid}/autogroup", encoding="ascii") as fh:
+            return fh.read().split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _is_driver(proc: psutil.Process) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -68,7 +69,20 @@ def test_the_driver_and_browser_run_at_lower_priority_than_the_worker(
              if _process_type(p) != "gpu-process"}
     assert ("chromium-headless-shell", "renderer") in mains, mains
     assert set(mains.values()) == {expected}, mains
+    # Chromium runs in a session of its own; with autogroup scheduling that session's
+    # group must be lowered too, or the niceness above counts for nothing against us.
+    browser_group = _autogroup(next(p for p in tree if _process_type(p) == "renderer").pid)
+    if browser_group:  # the kernel has autogroups (CONFIG_SCHED_AUTOGROUP)
+        assert browser_group.split()[0] != _autogroup(worker.pid).split()[0]
+        assert browser_group.split()[-1] == str(expected), browser_group
     assert pool.wait_until_done(60)
+
+
+def _autogroup(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().strip()  # "/autogroup-85 nice 0"
+    except OSError:
+        return ""
 
 
 def _process_type(proc: psutil.Process) -> str:
