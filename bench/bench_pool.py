@@ -224,8 +224,10 @@ def run_speed(bench: Bench, runs: int, n: int, sizes: tuple[int, ...],
 
 def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
     configs: dict[str, dict[str, Any]] = {
-        "standard (default)": {"browser_mode": "standard"},
-        "standard, no NODE_OPTIONS": {"browser_mode": "standard", "node_options": ""},
+        "standard (default; node --max-semi-space-size=1 --jitless)": {},
+        "standard, node JIT on (--max-semi-space-size=1)": {
+            "node_options": "--max-semi-space-size=1"},
+        "standard, no NODE_OPTIONS": {"node_options": ""},
         "lean: --no-zygote --in-process-gpu": {"browser_mode": "lean"},
         "--single-process --no-zygote": {"browser_mode": "single-process"},
     }

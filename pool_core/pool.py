@@ -54,6 +54,12 @@ BROWSER_MODES: dict[str, tuple[str, ...]] = {
     "single-process": ("--single-process", "--no-zygote"),
 }
 NODE_CACHE_DIR = "poolsite-node-compile-cache"
+# For each Playwright driver (node, ~70 MB of a worker's ~150 MB): a 1 MB young generation
+# (-11 MB PSS per worker) and no JIT (-5 MB; the driver's CPU per PO did not measurably
+# change: bench/bench_pool.py). Without a JIT node has no WebAssembly, which only
+# Playwright's trace/screencast WebP codec uses; poolsite records neither. Pass
+# node_options="--max-semi-space-size=1" to have the JIT back.
+DEFAULT_NODE_OPTIONS = "--max-semi-space-size=1 --jitless"
 
 
 def _check_size(size: Any) -> int:
@@ -105,7 +111,8 @@ class WorkerPool:
         browser_mode: "standard", "lean" (~20 MB less per worker, more CPU per PO) or
             "single-process" (unstable); see BROWSER_MODES.
         extra_browser_args: more Chromium flags.
-        node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset).
+        node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset); see
+            DEFAULT_NODE_OPTIONS.
         browser_nice: niceness (0-19) given to each worker's driver and browser. The
             browsers are the bulk work; the supervisor, the worker processes and the
             web server coordinate and should answer first. Throughput is unchanged
@@ -144,7 +151,7 @@ class WorkerPool:
         browser_path: str | None = None,
         browser_mode: str = "standard",
         extra_browser_args: Sequence[str] = (),
-        node_options: str = "--max-semi-space-size=1",
+        node_options: str = DEFAULT_NODE_OPTIONS,
         browser_nice: int = 10,
         node_compile_cache: str | None = None,
         nav_timeout: float = 30.0,
