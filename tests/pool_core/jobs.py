@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from playwright.sync_api import BrowserContext
 
 from pool_core.config import JobEnv
@@ -21,3 +23,10 @@ def linger(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
 def explode(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
     """A job with a bug."""
     raise ZeroDivisionError("job bug")
+
+
+def report_modules(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+    """Say which big modules the worker process holds (in the record's message)."""
+    loaded = sorted(name for name in ("django", "playwright", "pool_core") if name in sys.modules)
+    return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS,
+                      message=",".join(loaded))

@@ -437,3 +437,15 @@ def test_a_po_arriving_on_a_later_attempt_has_spent_that_much_of_its_retry_budge
     assert records[fresh.po_number].attempts == 3  # its first attempt and two retries
     assert records[reclaimed.po_number].attempts == 1  # attempts 1-2 were elsewhere
     assert pool.stop_processing(10)
+
+
+def test_workers_hold_no_django_even_when_their_host_does(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # Workers are forked from a fork server, never from the (threaded, Django) host.
+    assert "django" in sys.modules  # this test process is such a host (pytest-django)
+    pool = make_pool(1, process_fn="tests.pool_core.jobs:report_modules")
+    pool.start_processing(catalog.demo_batch(site.base_url, 1))
+    assert pool.wait_until_done(30)
+    (record,) = pool.get_records()
+    assert record.message == "playwright,pool_core"
+    assert pool.stop_processing(10)
