@@ -122,8 +122,10 @@ def process_context() -> SpawnContext | ForkServerContext:
     threaded host) that has imported Playwright already. A worker forked from it skips
     a new interpreter and its imports, ~0.3 s of CPU that four workers starting
     together on two cores feel, and shares those modules' memory pages (~7 MB PSS less
-    per worker; bench/bench_pool.py). Everything a worker needs travels in WorkerSpec,
-    never through the environment, which is the fork server's from when it started.
+    per worker; bench/bench_pool.py). Like a spawned worker it never holds Django: the
+    fork server is a fresh interpreter too. Everything a worker needs travels in
+    WorkerSpec, never through the environment, which is the fork server's from when it
+    started. If the fork server dies, Python starts a new one for the next worker.
     Elsewhere (no fork server on the platform) workers are spawned.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():

@@ -91,6 +91,34 @@ def test_it_retries_the_po_of_a_sigkilled_worker_elsewhere(
     assert any(isinstance(e, WorkerStopped) and e.reason.startswith("crashed") for e in events)
 
 
+def test_a_killed_fork_server_is_started_again_for_the_next_worker(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # Workers are forked from a fork server; if it dies, replacing a worker must not fail.
+    site.latency = 1.0
+    pool = make_pool(1)
+    batch = catalog.demo_batch(site.base_url, 3)
+    pool.start_processing(batch)
+    victim = busy_worker(pool)
+    server = _parent(victim["pid"])
+    assert "forkserver" in " ".join(server.cmdline())
+    server.kill()  # not reaped here: Python reaps and replaces it at the next fork
+    os.kill(victim["pid"], signal.SIGKILL)
+    assert pool.wait_until_done(60)
+    assert_one_record_per_po(pool, batch)
+    assert {r.status for r in pool.get_records()} == {POStatus.COMPLETED}
+    (worker,) = pool.get_status()["worker_details"]
+    assert worker["restarts"] == 1
+    new_server = _parent(worker["pid"])
+    assert "forkserver" in " ".join(new_server.cmdline()) and new_server.pid != server.pid
+    assert pool.stop_processing(10)
+
+
+def _parent(pid: int) -> psutil.Process:
+    parent = psutil.Process(pid).parent()
+    assert parent is not None
+    return parent
+
+
 def test_it_recovers_when_only_the_browser_is_killed(
         site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 1.0
