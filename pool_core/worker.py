@@ -26,7 +26,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -42,7 +41,9 @@ from pool_core.process_tree import (
 )
 from pool_core.profiles import WorkerRoot
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
+    from multiprocessing.context import ForkServerContext, SpawnContext
+
     from playwright.sync_api import Browser, BrowserContext, Playwright
 
 # Modules a fork server imports once, so a worker forked from it starts with them loaded.
