@@ -180,12 +180,18 @@ class Bench:
                 "failed": failed, "cpu_per_po": cpu / n}
 
 
-def fork_server_pss_mb() -> float:
-    """PSS of this process's fork server (not part of any worker's tree)."""
+def _fork_server() -> psutil.Process | None:
+    """The fork server workers of this process are forked from, if it runs."""
     for child in psutil.Process().children():
         if "forkserver" in " ".join(child.cmdline()):
-            return tree_pss_mb(child.pid)
-    return 0.0
+            return child
+    return None
+
+
+def fork_server_pss_mb() -> float:
+    """PSS of this process's fork server alone (not part of any worker's tree)."""
+    server = _fork_server()
+    return server.memory_full_info().pss / (1024 * 1024) if server else 0.0
 
 
 def _children_cpu() -> float:
@@ -193,10 +199,10 @@ def _children_cpu() -> float:
     the fork server's children, so its reaped-children times count too."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = usage.ru_utime + usage.ru_stime
-    for child in psutil.Process().children():
-        if "forkserver" in " ".join(child.cmdline()):
-            times = child.cpu_times()
-            total += times.children_user + times.children_system
+    server = _fork_server()
+    if server is not None:
+        times = server.cpu_times()
+        total += times.children_user + times.children_system
     return total
 
 

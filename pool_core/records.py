@@ -68,9 +68,7 @@ class RunBook:
             self.tracks[task.key] = _new_track(task, now)
 
     def track_for(self, task: Task, now: float) -> Track:
-        """Return the track of a task, creating one for tasks a host's source invented.
-
-        """
+        """Return the track of a task, creating one for tasks a host's source invented."""
         track = self.tracks.get(task.key)
         if track is None:
             track = self.tracks[task.key] = _new_track(task, now)
