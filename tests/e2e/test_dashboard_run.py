@@ -158,13 +158,20 @@ def _wait_counts_agree(page: Page, deploy: Deployment, what: str) -> None:
 
 
 def _page_counts(page: Page) -> dict[str, int]:
-    counts = {name: int(page.locator(f'[data-counter="{name}"]').inner_text())
-              for name in ("pending", "completed", "failed")}
-    running = page.locator('#by-status li[data-status="RUNNING"] b')
-    counts["running"] = int(running.inner_text()) if running.count() else 0
-    counts["done"] = int(page.locator("#progress-done").inner_text())
-    counts["total"] = int(page.locator("#progress-total").inner_text())
-    return counts
+    # One read in the page, so that a live update cannot land between two reads (the
+    # RUNNING line leaves the list when the last PO finishes).
+    return page.evaluate("""() => {
+        const text = (sel) => document.querySelector(sel)?.textContent ?? null;
+        const counts = {};
+        for (const name of ["pending", "completed", "failed"]) {
+            counts[name] = text(`[data-counter="${name}"]`);
+        }
+        counts.running = text('#by-status li[data-status="RUNNING"] b') ?? "0";
+        counts.done = text("#progress-done");
+        counts.total = text("#progress-total");
+        return Object.fromEntries(
+            Object.entries(counts).map(([k, v]) => [k, v === null ? null : Number(v)]));
+    }""")
 
 
 def _db_counts(deploy: Deployment) -> dict[str, int]:
