@@ -48,6 +48,7 @@ from pool_core.state import PoolStateMachine, PoolStatus
 from pool_core.task_source import TaskSource
 from pool_core.worker import (
     BROWSER_LOST_BEFORE_START,
+    EXIT_BROWSER_DIED,
     Phase,
     Ready,
     StartupFailed,
@@ -341,9 +342,9 @@ class Supervisor(threading.Thread):
                          time.monotonic() - handle.task_sent)
         if handle.state == "starting":
             self._on_startup_failure(handle, exitcode)
-        reason = handle.kill_reason or handle.leaving or f"crashed (exit code {exitcode})"
-        if handle.leaving == "stop" and not handle.kill_reason:
-            reason = "stopped"
+        reason = _exit_reason(handle, exitcode)
+        if self.stop_requested and (handle.kill_reason or exitcode != 0):
+            self.stop_clean = False  # killed on the way out, by us or by someone else
         if handle.leaving not in ("scale_down", "stop") and not self.stop_requested:
             self.replace_slots.append(handle.slot)
             self.slot_restarts[handle.slot] = self.slot_restarts.get(handle.slot, 0) + 1
@@ -591,3 +592,15 @@ class Supervisor(threading.Thread):
                 track.state = "pending"
                 self.book.active -= 1
                 self.source.retry(track.task, 0.0)
+
+
+def _exit_reason(handle: WorkerHandle, exitcode: int | None) -> str:
+    """Why a worker ended. Leaving (stop, recycle, scale-down) only explains a clean exit:
+    a worker killed from outside while on its way out still crashed."""
+    if handle.kill_reason:
+        return handle.kill_reason
+    if exitcode == EXIT_BROWSER_DIED:
+        return "BROWSER_CRASH"
+    if exitcode != 0 or not handle.leaving:
+        return f"crashed (exit code {exitcode})"
+    return "stopped" if handle.leaving == "stop" else handle.leaving

@@ -344,7 +344,8 @@ class HostSupervisor:
             if pool.status in (PoolStatus.RUNNING, PoolStatus.PAUSED, PoolStatus.STARTING):
                 timeout = 0.5 if immediate else self.options.stop_timeout
                 clean = pool.stop_processing(timeout=timeout)
-                log.info("pool stopped (%s)%s", why, "" if clean else " by force")
+                log.info("pool stopped (%s)%s", why,
+                         "" if clean else "; not every worker stopped cleanly")
             self.recorder.flush()
             self._release_held()
             self._end_run(Run.State.FINISHED)

@@ -122,7 +122,8 @@ def _parent(pid: int) -> psutil.Process:
 def test_it_recovers_when_only_the_browser_is_killed(
         site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 1.0
-    pool = make_pool(1)
+    events: list = []
+    pool = make_pool(1, on_event=events.append)
     batch = catalog.demo_batch(site.base_url, 2)
     pool.start_processing(batch)
     victim = busy_worker(pool)
@@ -133,6 +134,8 @@ def test_it_recovers_when_only_the_browser_is_killed(
     assert (record.status, record.attempts) == (POStatus.COMPLETED, 2)
     assert wait_for(lambda: [w["restarts"] for w in pool.get_status()["worker_details"]] == [1])
     assert pool.stop_processing(10)
+    ended = [e.reason for e in events if isinstance(e, WorkerStopped)]
+    assert ended == ["BROWSER_CRASH", "stopped"], ended
 
 
 def test_a_browser_lost_while_idle_does_not_charge_the_next_po(
@@ -210,6 +213,27 @@ def test_it_bounds_a_stop_with_busy_workers(site: DemoSite, make_pool: PoolFacto
     reasons = sorted(r.reason for r in pool.get_records())
     assert reasons == ["STOPPED"] * 3 + ["STOP_TIMEOUT"] * 2
     assert {r.status for r in pool.get_records()} == {POStatus.CANCELLED}
+
+
+def test_a_worker_killed_during_a_stop_is_reported_as_crashed(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # On its way out a worker is "leaving"; that must not hide a kill from outside.
+    site.latency = 2.0
+    events: list = []
+    pool = make_pool(2, on_event=events.append)
+    batch = catalog.demo_batch(site.base_url, 4)
+    pool.start_processing(batch)
+    victim = busy_worker(pool)
+    stopping = threading.Thread(target=lambda: events.append(pool.stop_processing(20)))
+    stopping.start()
+    assert wait_for(lambda: pool.status is PoolStatus.STOPPING, 5)
+    os.kill(victim["pid"], signal.SIGKILL)
+    stopping.join(30)
+    assert events[-1] is False  # stop_processing: not every worker stopped cleanly
+    ended = {e.worker_id: e.reason for e in events if isinstance(e, WorkerStopped)}
+    assert ended[victim["id"]] == "crashed (exit code -9)", ended
+    assert list(ended.values()).count("stopped") == 1, ended
+    assert_one_record_per_po(pool, batch)
 
 
 def test_it_scales_up_and_down_mid_run(site: DemoSite, make_pool: PoolFactory) -> None:
