@@ -5,6 +5,7 @@
                                    collecting the browser's Download objects
     finish_downloads(...)          wait for each until its deadline, save it to the
                                    work folder, or cancel it and say why
+    batch.stop_listening(page)     before the page serves the next PO
 
 Downloads run in parallel (the site's latency is paid once, not once per file).
 Why iframes and not `<a download>`: Chromium hands an `<a download>` click straight
@@ -25,6 +26,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,18 @@ class Batch:
     arrival_times: dict[int, float] = field(default_factory=dict)  # id(download) -> t
     shown: dict[int, str] = field(default_factory=dict)  # transfer index -> URL shown
 
+    def listen(self, page: Page) -> None:
+        page.on("download", self.arrive)
+        page.on("framenavigated", self.frame_navigated)
+
+    def stop_listening(self, page: Page) -> None:
+        """The page serves the next PO too: its events are not this batch's any more."""
+        for event, handler in (("download", self.arrive),
+                               ("framenavigated", self.frame_navigated)):
+            # The page is closed, or the listener was never added: nothing to take off.
+            with suppress(PlaywrightError, ValueError):
+                page.remove_listener(event, handler)
+
     def arrive(self, download: Download) -> None:
         self.arrived.append(download)
         self.arrival_times[id(download)] = time.monotonic()
@@ -93,8 +107,7 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
                     click_timeout_s: float) -> Batch:
     """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
     batch = Batch([Transfer(link) for link in links])
-    page.on("download", lambda download: batch.arrive(download))
-    page.on("framenavigated", lambda frame: batch.frame_navigated(frame))
+    batch.listen(page)
     frames = []
     for index, transfer in enumerate(batch.transfers):
         href = transfer.link.href

@@ -1,6 +1,6 @@
 """Process one PO: from its page to verified documents in its output folder.
 
-    process_po(context, task, job) -> TaskResult             (inside a worker process)
+    process_po(page, task, job) -> TaskResult                (inside a worker process)
 
     navigate ─▶ classify ─▶ attachments ─▶ pdf ─┬──────────────────────┬─▶ downloads ─▶ save
     (guarded)   login wall, error page,  of the  └─ none: requisition ─┘   (all at once,
@@ -11,6 +11,8 @@ PO-level problems never raise: they come back as a status, a short machine reaso
 human message; `retryable` and `retry_after` ask the engine to requeue the PO. Only a
 browser that died under the job raises, so the engine can tell a crash from a PO.
 Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
+The page is the worker's and may serve the next PO: everything an attempt hangs on it
+(routes, the CDP guard, download listeners) comes off again, and the page stays open.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import BrowserContext, Page, Response
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pool_core.config import JobEnv
-from pool_core.downloads import Transfer, finish_downloads, start_downloads
+from pool_core.downloads import Batch, Transfer, finish_downloads, start_downloads
 from pool_core.errors import UnsafePathError, UnsafeURLError
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
 from pool_core.names import dedupe, safe_component, safe_filename
@@ -105,6 +107,7 @@ class _Attempt:
     work: Path | None = None
     pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
     rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
+    downloads: Batch | None = None  # listening on the page until the attempt ends
 
     @contextmanager
     def step(self, name: str, *, report: bool = True) -> Iterator[None]:
@@ -126,11 +129,10 @@ class _Attempt:
         return self.job.nav_timeout_s * 1000
 
 
-def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
     """Fetch, verify and file every document of one PO; never raise for PO-level problems."""
     site = job.site or _generic_site()
     attempt = _Attempt(task=task, job=job, site=site, guard=RequestGuard(site))
-    page: Page | None = None
     evidence: tuple[str, ...] = ()
     try:
         url = site.po_url(task.po_number, task.url)
@@ -138,11 +140,12 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
         return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
     except ValueError as exc:  # no url, and the site has no base_url to build one
         return _result(attempt, Outcome(POStatus.FAILED, "BAD_URL", str(exc)), ())
+    navigated = False
     try:
         with attempt.step("setup"):
-            attempt.guard.install(context)
-            page = context.new_page()
+            attempt.guard.install(page.context)
             attempt.guard.watch(page)
+        navigated = True
         outcome = _harvest(attempt, page, url)
     except _Stop as stop:
         outcome = stop.outcome
@@ -156,7 +159,7 @@ def process_po(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
         log.exception("writing the documents of %s failed", task.po_number)
         outcome = Outcome(POStatus.FAILED, "OUTPUT_ERROR", f"cannot write the output: {exc}")
     try:
-        if page is not None and _wants_evidence(outcome):
+        if navigated and _wants_evidence(outcome):
             with attempt.step("evidence"):
                 evidence = _keep_evidence(page, attempt, outcome)
     finally:
@@ -189,7 +192,8 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     refused = {link.href: why for link in links
                if link.href and (why := attempt.guard.problem(link.href))}
     with attempt.step("downloads"):
-        batch = start_downloads(page, links, refused, attempt.job.nav_timeout_s)
+        batch = attempt.downloads = start_downloads(page, links, refused,
+                                                    attempt.job.nav_timeout_s)
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
                          lambda suggested: dedupe(safe_filename(suggested), taken))
     _stop_if_blocked(attempt)
@@ -454,11 +458,11 @@ def _evidence_stem(attempt: _Attempt, reason: str) -> str:
                           f"{reason}-{stamp}")
 
 
-def _close(attempt: _Attempt, page: Page | None) -> None:
+def _close(attempt: _Attempt, page: Page) -> None:
+    """Take off what the attempt hung on the page; the page itself stays open."""
     discard(attempt.work)
-    if page is not None:
-        with suppress(PlaywrightError):  # the context or browser is gone already
-            page.close()
+    if attempt.downloads is not None:
+        attempt.downloads.stop_listening(page)
     attempt.guard.remove()
 
 

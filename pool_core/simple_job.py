@@ -10,8 +10,8 @@ import hashlib
 import os
 import re
 
-from playwright.sync_api import BrowserContext
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
@@ -25,9 +25,8 @@ def safe_name(text: str) -> str:
     return name[:80]
 
 
-def save_page_pdf(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+def save_page_pdf(page: Page, task: Task, job: JobEnv) -> TaskResult:
     """Open the PO's URL and save the page as a PDF."""
-    page = context.new_page()
     job.report_phase("navigating")
     try:
         response = page.goto(task.url, wait_until="load", timeout=job.nav_timeout_s * 1000)

@@ -1,11 +1,16 @@
 """The worker process: one Playwright driver and one Chromium, one PO at a time.
 
-    supervisor ──Task / None (stop)──▶ worker_main ──▶ process_fn(context, task, job)
+    supervisor ──Task / None (stop)──▶ worker_main ──▶ process_fn(page, task, job)
     supervisor ◀──Ready / StartupFailed / TaskReceived / Phase / TaskDone── worker
 
 Only the small frozen dataclasses below and pool_core.messages values cross the pipe.
-A fresh BrowserContext serves each PO (Playwright keeps request objects until a
-context closes); the browser itself is relaunched every `recycle_browser_after` POs.
+The worker keeps one page (its tab, in a context of its own) from PO to PO while POs
+end well: a new page costs a new renderer process, about half the CPU of a PO. Any
+other ending (a failure, a timeout, a sign-in wall, a page the job left open) closes
+the context, and the next PO gets a fresh one; so does a worker left without work for
+TAB_IDLE_RELEASE_S. The browser itself is relaunched every
+`recycle_browser_after` POs, which also bounds what a long-lived context keeps
+(Playwright holds request objects until a context closes).
 If the browser dies under a task, the worker reports the task as retryable and exits;
 the supervisor starts a replacement on a fresh temp root.
 """
@@ -44,12 +49,18 @@ from pool_core.profiles import WorkerRoot
 if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
     from multiprocessing.context import ForkServerContext, SpawnContext
 
-    from playwright.sync_api import Browser, BrowserContext, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 # Modules a fork server imports once, so a worker forked from it starts with them loaded.
 FORKSERVER_PRELOAD = ["pool_core.worker", "playwright.sync_api", "pool_core.processing",
                       "pool_core.simple_job"]
 EXIT_BROWSER_DIED = 3
+# Outcomes after which the page is known to be in order, so the next PO may use it.
+TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
+                  POStatus.PO_NOT_FOUND, POStatus.ACCESS_DENIED)
+# A worker without a task for this long closes its page: its renderer (~35 MB PSS) is
+# only worth keeping while POs follow each other (the next one arrives within ms).
+TAB_IDLE_RELEASE_S = 2.0
 BROWSER_LOST_BEFORE_START = "BROWSER_LOST_BEFORE_START"  # requeued without charge
 EXIT_STARTUP_FAILED = 4
 EXIT_PARENT_DIED = 5
@@ -180,6 +191,8 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
     """Run tasks until told to stop; return an exit code (0: stop cleanly)."""
     while True:
         try:
+            if session.tab is not None and not conn.poll(TAB_IDLE_RELEASE_S):
+                session.close_tab()  # idle: hand back the renderer's memory
             task = conn.recv()
         except (EOFError, OSError):
             return EXIT_PARENT_DIED
@@ -258,6 +271,7 @@ class _BrowserSession:
         self.root = root
         self.browser: Browser | None = None
         self.persistent: BrowserContext | None = None
+        self.tab: Page | None = None  # kept from PO to PO (module docstring)
         self.tasks_since_launch = 0
         self.crashed = False
 
@@ -291,31 +305,37 @@ class _BrowserSession:
         return n > 0 and self.tasks_since_launch >= n
 
     def run(self, process_fn: Callable[..., TaskResult], task: Task, job: JobEnv) -> TaskResult:
-        """Run one task on a fresh context; turn any exception into a TaskResult."""
+        """Run one task on the worker's tab; turn any exception into a TaskResult."""
         self.tasks_since_launch += 1
-        context = None
         try:
-            context = self._open_context()
+            page = self._tab()
         except Exception as exc:
             # The browser died while the worker was idle: the PO never started.
             result = self._exception_result(task, exc)
+            self.close_tab()  # whatever broke, the next PO starts on a new page
             if result.reason == "BROWSER_CRASH":
                 return replace(result, reason=BROWSER_LOST_BEFORE_START)
             return result
         try:
-            result = process_fn(context, task, job)
+            result = process_fn(page, task, job)
             if not isinstance(result, TaskResult):
                 raise TypeError(f"process_fn returned {type(result).__name__}, not TaskResult")
         except Exception as exc:
             result = self._exception_result(task, exc)
-        finally:
-            self._close_context(context)
         if self.crashed and result.status is not POStatus.LOGIN_REQUIRED:
             result = replace(result, status=POStatus.FAILED, reason="BROWSER_CRASH",
                              retryable=True, message=result.message or "the browser died")
+        if not (self._keeps_tab(page, result) and _blank(page)):
+            self.close_tab()
         return result
 
-    def _open_context(self) -> BrowserContext:
+    def _tab(self) -> Page:
+        """The worker's page: the one kept from the last PO, or a new one."""
+        if self.tab is not None:
+            # One round trip: a browser lost while the worker was idle shows here, before
+            # the PO starts (not charged), not halfway through it.
+            self.tab.evaluate("0")
+            return self.tab
         if self.persistent is not None:
             context = self.persistent
         else:
@@ -324,15 +344,28 @@ class _BrowserSession:
                 accept_downloads=True, storage_state=self.root.storage_state or None)
         context.set_default_timeout(self.spec.nav_timeout_s * 1000)
         context.set_default_navigation_timeout(self.spec.nav_timeout_s * 1000)
-        return context
+        # A persistent context opens with a page of its own: that one becomes the tab.
+        self.tab = context.pages[0] if context.pages else context.new_page()
+        return self.tab
 
-    def _close_context(self, context: BrowserContext | None) -> None:
-        if context is None or self.crashed:
+    def _keeps_tab(self, page: Page, result: TaskResult) -> bool:
+        """Whether the next PO may use this page: the PO ended well and left no other."""
+        if self.crashed or result.status not in TAB_KEPT_AFTER or result.retryable:
+            return False
+        try:
+            return not page.is_closed() and page.context.pages == [page]
+        except Exception:
+            return False
+
+    def close_tab(self) -> None:
+        page, self.tab = self.tab, None
+        if page is None or self.crashed:
             return
         try:
+            context = page.context
             if context is self.persistent:
-                for page in list(context.pages):
-                    page.close()
+                for each in list(context.pages):
+                    each.close()
             else:
                 context.close()
         except Exception:
@@ -369,6 +402,7 @@ class _BrowserSession:
                           remote_traceback=tb)
 
     def close(self) -> None:
+        self.tab = None
         try:
             if self.persistent is not None:
                 self.persistent.close()
@@ -378,6 +412,15 @@ class _BrowserSession:
             pass  # the supervisor kills whatever is left and removes the root
         self.browser = None
         self.persistent = None
+
+
+def _blank(page: Page) -> bool:
+    """Empty the page for the next PO: its evidence must never show this PO's page."""
+    try:
+        page.goto("about:blank")
+        return True
+    except Exception:
+        return False
 
 
 def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:

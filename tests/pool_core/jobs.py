@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import POStatus, Task, TaskResult
 
 
-def linger(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+def linger(page: Page, task: Task, job: JobEnv) -> TaskResult:
     """Open the page and stay on it for a while (lets a memory-eating page eat)."""
-    page = context.new_page()
     job.report_phase("navigating")
     page.goto(task.url)
     job.report_phase("lingering")
@@ -20,13 +19,29 @@ def linger(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS)
 
 
-def explode(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+def explode(page: Page, task: Task, job: JobEnv) -> TaskResult:
     """A job with a bug."""
     raise ZeroDivisionError("job bug")
 
 
-def report_modules(context: BrowserContext, task: Task, job: JobEnv) -> TaskResult:
+def report_modules(page: Page, task: Task, job: JobEnv) -> TaskResult:
     """Say which big modules the worker process holds (in the record's message)."""
     loaded = sorted(name for name in ("django", "playwright", "pool_core") if name in sys.modules)
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS,
                       message=",".join(loaded))
+
+
+def count_visits(page: Page, task: Task, job: JobEnv) -> TaskResult:
+    """Say what page the job got and how many POs this tab has seen (sessionStorage lives
+    as long as the tab). `?then=fail` in the URL fails the PO, `?then=page` leaves a
+    second page open."""
+    handed = page.url
+    page.goto(task.url)
+    seen = page.evaluate("sessionStorage.seen = String(Number(sessionStorage.seen || 0) + 1)")
+    status = POStatus.NO_ATTACHMENTS
+    if "then=fail" in task.url:
+        status = POStatus.FAILED
+    elif "then=page" in task.url:
+        page.context.new_page()  # (the browser blocks popups: a job's own page)
+    return TaskResult(key=task.key, po_number=task.po_number, status=status,
+                      message=f"{handed} {seen}")

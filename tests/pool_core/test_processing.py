@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from pool_core.browser import launch_args
@@ -59,10 +59,11 @@ def job(site: DemoSite, tmp_path: Path) -> JobEnv:
 
 
 @pytest.fixture
-def signed_in(browser: Browser, site: DemoSite) -> Iterator[BrowserContext]:
+def signed_in(browser: Browser, site: DemoSite) -> Iterator[Page]:
+    """A signed-in page, as a worker hands it to the job (tests may run several POs on it)."""
     context = browser.new_context(storage_state=site.storage_state(),  # type: ignore[arg-type]
                                   accept_downloads=True)
-    yield context
+    yield context.new_page()
     context.close()
 
 
@@ -72,9 +73,9 @@ def task_for(site: DemoSite, number: str, attempt: int = 1) -> Task:
                 amount=Decimal(row["amount"]), batch="batch 1", attempt=attempt)
 
 
-def run(context: BrowserContext, site: DemoSite, number: str, job: JobEnv,
+def run(page: Page, site: DemoSite, number: str, job: JobEnv,
         attempt: int = 1) -> TaskResult:
-    return process_po(context, task_for(site, number, attempt), job)
+    return process_po(page, task_for(site, number, attempt), job)
 
 
 def assert_matches_ground_truth(result: TaskResult, job: JobEnv) -> None:
@@ -106,7 +107,7 @@ def assert_matches_ground_truth(result: TaskResult, job: JobEnv) -> None:
 
 @pytest.mark.parametrize("number", SINGLE_CALL + NORMAL)
 def test_it_ends_every_demo_po_as_the_ground_truth_says(
-        number: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        number: str, signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     result = run(signed_in, site, number, job)
     assert_matches_ground_truth(result, job)
     assert site.canary_hits == 0
@@ -124,7 +125,7 @@ def test_it_ends_every_demo_po_as_the_ground_truth_says(
 
 
 def test_it_files_hostile_attachment_names_safely_inside_the_po_folder(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     result = run(signed_in, site, catalog.HOSTILE_NAMES, job)
     assert result.status == POStatus.COMPLETED
     root = Path(job.output_root).resolve()
@@ -141,7 +142,7 @@ def test_it_files_hostile_attachment_names_safely_inside_the_po_folder(
 
 
 def test_it_follows_the_requisition_when_the_po_has_no_attachments(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     result = run(signed_in, site, catalog.REQUISITION_ONLY, job)
     assert_matches_ground_truth(result, job)
     assert {f.source for f in result.files} == {"requisition", "page-pdf", "manifest"}
@@ -149,7 +150,7 @@ def test_it_follows_the_requisition_when_the_po_has_no_attachments(
 
 
 def test_a_stalled_download_times_out_is_reported_and_succeeds_when_retried(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     started = time.monotonic()
     first = run(signed_in, site, catalog.STALL_ONCE, job)
     assert (first.status, first.reason, first.retryable) == (
@@ -161,7 +162,7 @@ def test_a_stalled_download_times_out_is_reported_and_succeeds_when_retried(
 
 
 def test_it_backs_off_on_429_as_the_site_asks_then_succeeds(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     results = []
     for attempt in range(1, 5):
         result = run(signed_in, site, catalog.RATE_LIMITED, job, attempt)
@@ -179,7 +180,7 @@ def test_a_browser_without_a_session_gets_login_required_with_evidence(
         browser: Browser, site: DemoSite, job: JobEnv) -> None:
     context = browser.new_context(accept_downloads=True)
     try:
-        result = run(context, site, catalog.ONE_PDF, job)
+        result = run(context.new_page(), site, catalog.ONE_PDF, job)
     finally:
         context.close()
     assert (result.status, result.reason, result.retryable) == (
@@ -191,7 +192,7 @@ def test_a_browser_without_a_session_gets_login_required_with_evidence(
 
 
 def test_a_session_expiring_during_the_downloads_gives_login_required_not_html_files(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     def expire_at_downloads(phase: str) -> None:
         if phase == "downloads":
             site.expire_sessions()
@@ -204,7 +205,7 @@ def test_a_session_expiring_during_the_downloads_gives_login_required_not_html_f
 
 @pytest.mark.parametrize("number", [catalog.REDIRECT_OUT, catalog.SUBREQUEST_OUT])
 def test_a_redirect_or_subrequest_off_the_allow_list_is_blocked_in_the_browser(
-        number: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        number: str, signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     result = run(signed_in, site, number, job)
     assert (result.status, result.reason, result.retryable) == (
         POStatus.FAILED, "BLOCKED_URL", False)
@@ -214,10 +215,10 @@ def test_a_redirect_or_subrequest_off_the_allow_list_is_blocked_in_the_browser(
 
 
 def test_a_popup_gets_no_request_out_so_its_redirects_cannot_escape(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     # The popup opens a PO page that redirects to the canary: only its first request
     # would be routed, and Playwright never shows a route handler the redirect.
-    signed_in.add_init_script(
+    signed_in.context.add_init_script(
         "if (location.pathname.endsWith('/order_headers/100002')) window.addEventListener("
         "'load', () => window.open('/order_headers/" + catalog.REDIRECT_OUT[2:] + "'));")
     result = run(signed_in, site, catalog.ONE_PDF, job)
@@ -229,16 +230,16 @@ def test_a_popup_gets_no_request_out_so_its_redirects_cannot_escape(
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)",
                                  "http://127.0.0.2:9/x", "data:text/html,hi"])
 def test_a_po_url_off_the_allow_list_is_refused_before_the_browser_opens_it(
-        url: str, signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        url: str, signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     task = Task(key="k", po_number="PO1", supplier="S", url=url, amount=Decimal(1))
     result = process_po(signed_in, task, job)
     assert (result.status, result.reason) == (POStatus.FAILED, "BLOCKED_URL")
     assert "refused URL" in result.message
-    assert signed_in.pages == [] and site.canary_hits == 0
+    assert signed_in.url == "about:blank" and site.canary_hits == 0
 
 
 def test_a_page_that_never_answers_times_out_with_evidence(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     job = dataclasses.replace(job, nav_timeout_s=1.0)
     started = time.monotonic()
     result = run(signed_in, site, catalog.HANG, job)
@@ -249,7 +250,7 @@ def test_a_page_that_never_answers_times_out_with_evidence(
 
 
 def test_an_outage_is_retryable_with_an_http_reason(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     site.down = True
     result = run(signed_in, site, catalog.ONE_PDF, job)
     assert (result.status, result.reason, result.retryable) == (
@@ -257,7 +258,7 @@ def test_an_outage_is_retryable_with_an_http_reason(
 
 
 def test_an_unreachable_site_is_a_retryable_network_error(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     task = Task(key="k", po_number="PO100002", supplier="S", amount=Decimal(1),
                 url="http://127.0.0.1:9/order_headers/100002")  # nothing listens on port 9
     result = process_po(signed_in, task, job)
@@ -266,7 +267,7 @@ def test_an_unreachable_site_is_a_retryable_network_error(
 
 
 def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     evil = f"{site.canary_url}/attachments/1/0"
     html = (
         "<h1>PO 999001</h1><span id='supplier_name'>Synthetic Supplier</span>"
@@ -276,7 +277,7 @@ def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones
         "<a href='/attachments/100003/1' download>Lines again</a>"
         f"<a href='{evil}' title='attachment'>Elsewhere</a>"
         "<a href='javascript:void(0)' onclick='return false'>Help</a>")
-    signed_in.route("**/order_headers/999001", lambda route: route.fulfill(
+    signed_in.context.route("**/order_headers/999001", lambda route: route.fulfill(
         status=200, content_type="text/html", body=html))
     task = Task(key="k", po_number="PO999001", supplier="S", amount=Decimal(1),
                 url=f"{site.base_url}/order_headers/999001")
@@ -294,12 +295,12 @@ def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones
 
 
 def test_an_html_page_served_as_a_document_is_refused_and_kept_as_evidence(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     page_html = "<h1>PO 999002</h1><a href='/attachments/999002/0' title='attachment'>r</a>"
     viewer = "<!DOCTYPE html><html><body>Document viewer: please enable JavaScript</body></html>"
-    signed_in.route("**/order_headers/999002", lambda route: route.fulfill(
+    signed_in.context.route("**/order_headers/999002", lambda route: route.fulfill(
         status=200, content_type="text/html", body=page_html))
-    signed_in.route("**/attachments/999002/0", lambda route: route.fulfill(
+    signed_in.context.route("**/attachments/999002/0", lambda route: route.fulfill(
         status=200, content_type="application/pdf", body=viewer,
         headers={"Content-Disposition": 'attachment; filename="report.pdf"'}))
     task = Task(key="k", po_number="PO999002", supplier="S", amount=Decimal(1),
@@ -313,9 +314,9 @@ def test_an_html_page_served_as_a_document_is_refused_and_kept_as_evidence(
 
 
 def test_an_attachment_redirecting_off_the_allow_list_is_blocked(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     # The download's redirect hop is the one Playwright's routing alone would miss.
-    signed_in.route("**/attachments/999003/0", lambda route: route.fulfill(
+    signed_in.context.route("**/attachments/999003/0", lambda route: route.fulfill(
         status=302, headers={"Location": f"{site.canary_url}/stolen.pdf"}))
     task = Task(key="k", po_number="PO999003", supplier="S", amount=Decimal(1),
                 url=f"{site.base_url}/order_headers/999003")
@@ -326,7 +327,7 @@ def test_an_attachment_redirecting_off_the_allow_list_is_blocked(
 
 
 def test_a_browser_that_cannot_print_still_files_the_attachments(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv,
+        signed_in: Page, site: DemoSite, job: JobEnv,
         monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> bytes:
         raise PlaywrightError("PDF generation is only supported for headless mode")
@@ -339,7 +340,7 @@ def test_a_browser_that_cannot_print_still_files_the_attachments(
 
 
 def test_a_second_run_over_the_same_output_neither_duplicates_nor_corrupts(
-        signed_in: BrowserContext, site: DemoSite, job: JobEnv) -> None:
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     first = run(signed_in, site, catalog.SEVERAL, job)
     folder = Path(job.output_root) / first.folder
     before = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -1,0 +1,50 @@
+"""A worker keeps its page from PO to PO while POs end well, and only then."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psutil
+
+from pool_core import WorkerPool
+from pool_core.worker import TAB_IDLE_RELEASE_S
+from poolsite.demo_erp import catalog
+from poolsite.demo_erp.server import DemoSite
+
+
+def test_the_page_serves_the_next_po_until_one_ends_badly(
+        site: DemoSite, make_pool: Callable[..., WorkerPool]) -> None:
+    batch = catalog.demo_batch(site.base_url, 7)
+    batch[2]["url"] += "?then=fail"   # the tab is closed after it
+    batch[4]["url"] += "?then=page"   # and after a PO that leaves another page open
+    pool = make_pool(1, process_fn="tests.pool_core.jobs:count_visits", retry_limit=0)
+    pool.start_processing(batch)
+    assert pool.wait_until_done(60)
+    by_po = {r.po_number: r.message for r in pool.get_records()}
+    got = [by_po[po["po_number"]] for po in batch]
+    # Every PO gets a blank page; the count says how many POs that page has served.
+    assert got == ["about:blank 1", "about:blank 2", "about:blank 3",
+                   "about:blank 1", "about:blank 2", "about:blank 1", "about:blank 2"], got
+    # Left without work, the worker closes its page: no renderer, and the next PO a new page.
+    (worker,) = pool.get_status()["worker_details"]
+    deadline = time.monotonic() + TAB_IDLE_RELEASE_S + 5
+    while _renderers(worker["pid"]):
+        assert time.monotonic() < deadline, "the idle worker kept its renderer"
+        time.sleep(0.1)
+    later = catalog.demo_batch(site.base_url, 1, start=500000)
+    pool.submit(later)
+    assert pool.wait_until_done(30)
+    assert pool.get_records()[-1].message == "about:blank 1"
+    assert pool.stop_processing(10)
+
+
+def _renderers(pid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if "--type=renderer" in proc.cmdline():
+                found.append(proc)
+        except psutil.Error:
+            continue  # exited while we looked
+    return found
