@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_processing.py [--latency 1.0] [--count 10]
 
 One demo site (in this process) answers every page and attachment after `latency`
-seconds; one browser, one context, POs one after another (after one warm-up PO).
+seconds; one browser, one page, POs one after another (after one warm-up PO), the page
+emptied between them as a worker does.
 A PO's unavoidable wait is latency x its sequential round trips: the PO page, the
 requisition page when it falls back to it, and one wave of downloads (they run in
 parallel). Overhead = wall time - that wait; the target is <= 300 ms median.
