@@ -140,12 +140,12 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
         return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
     except ValueError as exc:  # no url, and the site has no base_url to build one
         return _result(attempt, Outcome(POStatus.FAILED, "BAD_URL", str(exc)), ())
-    navigated = False
+    guarded = False  # evidence only from a page this attempt has set up
     try:
         with attempt.step("setup"):
             attempt.guard.install(page.context)
             attempt.guard.watch(page)
-        navigated = True
+        guarded = True
         outcome = _harvest(attempt, page, url)
     except _Stop as stop:
         outcome = stop.outcome
@@ -159,7 +159,7 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
         log.exception("writing the documents of %s failed", task.po_number)
         outcome = Outcome(POStatus.FAILED, "OUTPUT_ERROR", f"cannot write the output: {exc}")
     try:
-        if navigated and _wants_evidence(outcome):
+        if guarded and _wants_evidence(outcome):
             with attempt.step("evidence"):
                 evidence = _keep_evidence(page, attempt, outcome)
     finally:
