@@ -352,10 +352,7 @@ class _BrowserSession:
         """Whether the next PO may use this page: the PO ended well and left no other."""
         if self.crashed or result.status not in TAB_KEPT_AFTER or result.retryable:
             return False
-        try:
-            return not page.is_closed() and page.context.pages == [page]
-        except Exception:
-            return False
+        return not page.is_closed() and page.context.pages == [page]  # (no round trips)
 
     def close_tab(self) -> None:
         page, self.tab = self.tab, None
