@@ -45,3 +45,14 @@ def count_visits(page: Page, task: Task, job: JobEnv) -> TaskResult:
         page.context.new_page()  # (the browser blocks popups: a job's own page)
     return TaskResult(key=task.key, po_number=task.po_number, status=status,
                       message=f"{handed} {seen}")
+
+
+def heap_at_start(page: Page, task: Task, job: JobEnv) -> TaskResult:
+    """Say how much of the renderer's JavaScript heap is in use when the PO starts (in
+    the record's message, bytes), then open the PO's page."""
+    session = page.context.new_cdp_session(page)
+    used = session.send("Runtime.getHeapUsage")["usedSize"]
+    session.detach()
+    page.goto(task.url)
+    return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS,
+                      message=str(int(used)))

@@ -39,6 +39,21 @@ def test_the_page_serves_the_next_po_until_one_ends_badly(
     assert pool.stop_processing(10)
 
 
+def test_a_kept_page_does_not_grow_from_po_to_po(
+        site: DemoSite, make_pool: Callable[..., WorkerPool]) -> None:
+    # Every navigation leaves the old document in the renderer's heap (~0.7 MB here), and
+    # a renderer that never idles does not collect it: the worker collects after each PO.
+    batch = catalog.demo_batch(site.base_url, 20)
+    pool = make_pool(1, process_fn="tests.pool_core.jobs:heap_at_start", retry_limit=0)
+    pool.start_processing(batch)
+    assert pool.wait_until_done(60)
+    by_po = {r.po_number: int(r.message) for r in pool.get_records()}
+    used = [by_po[po["po_number"]] / 2**20 for po in batch]
+    assert pool.stop_processing(10)
+    # The first PO's page is new (the heap is emptier); from the second on it is kept.
+    assert max(used[1:]) - used[1] < 1.0, f"heap in use at each PO's start, MB: {used}"
+
+
 def _renderers(pid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.Process(pid).children(recursive=True):
