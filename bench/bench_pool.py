@@ -233,12 +233,12 @@ def _poll_status(pool: WorkerPool, times: list[float], done: threading.Event) ->
 
 
 def run_speed(bench: Bench, runs: int, n: int, sizes: tuple[int, ...],
-              latency: float) -> dict[int, list[dict]]:
+              latency: float, **options: Any) -> dict[int, list[dict]]:
     results: dict[int, list[dict]] = {size: [] for size in sizes}
     for run in range(runs):
         for size in sizes:  # alternate configurations side by side
             bench.site.latency = latency
-            result = bench.run_batch(size, n)
+            result = bench.run_batch(size, n, **options)
             results[size].append(result)
             print(f"  run {run + 1}/{runs} {size} workers: {result['process_s']:.1f}s "
                   f"(+{result['start_s']:.1f}s start), ok {result['ok']} failed "
@@ -255,6 +255,7 @@ def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
         "lean: --no-zygote --in-process-gpu": {"browser_mode": "lean"},
         "--single-process --no-zygote": {"browser_mode": "single-process"},
     }
+    print(f"memory: 4 workers x {len(configs)} configurations", flush=True)
     bench.site.latency = 0.3  # long enough to find workers in the middle of a PO
     results: dict[str, list[dict]] = {name: [] for name in configs}
     for _ in range(runs):
@@ -322,6 +323,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--sizes", default="1,4,8")
+    parser.add_argument("--browser-mode", default="standard",
+                        help="WorkerPool browser_mode of the speed runs")
     parser.add_argument("--memory-runs", type=int, default=None,
                         help="runs of the memory comparison (default: --runs; 0 skips it)")
     args = parser.parse_args(argv)
@@ -329,9 +332,10 @@ def main(argv: list[str]) -> int:
     bench = Bench(args.latency)
     try:
         print(f"speed: {args.batch} POs at {args.latency}s page latency, sizes {sizes}, "
-              f"{args.runs} runs; cpu count {os.cpu_count()}", flush=True)
-        speed = run_speed(bench, args.runs, args.batch, sizes, args.latency)
-        print("memory: 4 workers x 4 configurations", flush=True)
+              f"{args.runs} runs, browser mode {args.browser_mode}; cpu count "
+              f"{os.cpu_count()}", flush=True)
+        speed = run_speed(bench, args.runs, args.batch, sizes, args.latency,
+                          browser_mode=args.browser_mode)
         memory_runs = args.runs if args.memory_runs is None else args.memory_runs
         memory = run_memory(bench, memory_runs) if memory_runs else {}
         report(speed, memory, args.batch)
