@@ -41,13 +41,18 @@ from pool_core.worker import split_process_fn
 log = logging.getLogger(__name__)
 MIN_WORKERS, MAX_WORKERS = 1, 8
 # Extra Chromium flags per browser_mode; figures from bench/bench_pool.py (4 workers,
-# PSS of the whole tree per worker; CPU measured over 20 POs):
-# "standard" ~156 MB. "lean" drops the zygotes and runs the GPU service inside the
-# browser process: ~135 MB, but every renderer is then a fresh exec instead of a
-# zygote fork, about 0.1 s more CPU per PO, which is what limits throughput with 8
-# workers on 2 cores; hence not the default. "single-process" crashed the browser
+# PSS of the whole tree per worker, 120 POs, median of 2 runs side by side):
+# "lean" drops the zygotes and runs the GPU service (software only: --disable-gpu)
+# inside the browser process: 159 MB busy / 123 MB idle against 170 / 141 for
+# "standard", start-up a little faster, and no more CPU: 0.19 s per PO against 0.21 for
+# the whole machine. (An earlier figure said lean cost 60% more CPU; it counted only
+# reaped children, and the renderers a zygote forks are never reaped by us.) Each
+# renderer is then a fresh exec instead of a zygote fork, which the worker rarely pays
+# since it keeps its page from PO to PO. Chromium refuses --no-zygote with its sandbox
+# on, so "auto" (the default) is lean where Chromium runs without its sandbox (as root,
+# in containers and CI) and standard elsewhere. "single-process" crashed the browser
 # when a context was opened after another closed (Trace/breakpoint trap): measured,
-# not recommended. Both need --no-sandbox (Chromium refuses --no-zygote otherwise).
+# not recommended.
 BROWSER_MODES: dict[str, tuple[str, ...]] = {
     "standard": (),
     "lean": ("--no-zygote", "--in-process-gpu"),
@@ -72,8 +77,10 @@ def _check_size(size: Any) -> int:
 
 def _mode_args(mode: str) -> tuple[str, ...]:
     unsandboxed = "--no-sandbox" in launch_args()
+    if mode == "auto":
+        mode = "lean" if unsandboxed else "standard"
     if mode not in BROWSER_MODES:
-        raise ValueError(f"browser_mode must be one of {', '.join(BROWSER_MODES)}, "
+        raise ValueError(f"browser_mode must be auto or one of {', '.join(BROWSER_MODES)}, "
                          f"got {mode!r}")
     if mode != "standard" and not unsandboxed:
         raise ValueError(f"browser_mode {mode!r} needs Chromium without its sandbox "
@@ -108,7 +115,8 @@ class WorkerPool:
         memory_check_interval: seconds between memory samples and heartbeats.
         recycle_browser_after: relaunch a worker's browser after this many POs.
         browser_path: Chromium executable (default: pool_core.browser.find_browser()).
-        browser_mode: "standard", "lean" (~20 MB less per worker, more CPU per PO) or
+        browser_mode: "auto" (lean without Chromium's sandbox, else standard),
+            "standard", "lean" (~11 MB less per busy worker, no more CPU) or
             "single-process" (unstable); see BROWSER_MODES.
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset); see
@@ -149,7 +157,7 @@ class WorkerPool:
         memory_check_interval: float = 2.0,
         recycle_browser_after: int = 50,
         browser_path: str | None = None,
-        browser_mode: str = "standard",
+        browser_mode: str = "auto",
         extra_browser_args: Sequence[str] = (),
         node_options: str = DEFAULT_NODE_OPTIONS,
         browser_nice: int = 10,

@@ -19,12 +19,15 @@ the supervisor starts a replacement on a fresh temp root.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import importlib.util
+import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -56,6 +59,8 @@ if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
 FORKSERVER_PRELOAD = ["pool_core.worker", "playwright.sync_api", "pool_core.processing",
                       "pool_core.simple_job"]
 EXIT_BROWSER_DIED = 3
+PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
+log = logging.getLogger(__name__)
 # Outcomes after which the page is known to be in order, so the next PO may use it.
 TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
                   POStatus.PO_NOT_FOUND, POStatus.ACCESS_DENIED)
@@ -161,6 +166,8 @@ def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connec
     steps = [("interpreter", time.monotonic())]
     name_process(f"{WORKER_NAME_PREFIX}{worker_id}")
     _prepare_environment(spec, root)
+    if spec.browser_nice > 0:
+        _forbid_raising_priority()
     _exit_with_parent(root)
     try:
         process_fn = resolve_process_fn(spec.process_fn)
@@ -220,9 +227,9 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
 def _lower_priority(processes: list[psutil.Process], niceness: int) -> None:
     """Renice the driver and browser, thread by thread (Linux niceness is per thread).
 
-    Zygotes included, so the renderers they fork later inherit it. Raising niceness
-    needs no privilege. Chromium may raise a thread of its own again where it is allowed
-    to (as root it runs its GPU process at -8); that is its choice to make.
+    Zygotes included, so the renderers they fork later inherit it, and without a zygote
+    the browser's renderers inherit it from the browser. Raising niceness needs no
+    privilege; Chromium cannot lower it again (_forbid_raising_priority).
 
     Playwright starts Chromium in a session of its own, and with the kernel's autogroup
     scheduling (sched_autogroup_enabled, the default on desktop and many servers) each
@@ -448,6 +455,24 @@ def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:
     if spec.node_compile_cache:
         # Node's on-disk code cache: the driver loads Playwright's JS ~25% cheaper.
         os.environ["NODE_COMPILE_CACHE"] = spec.node_compile_cache
+
+
+def _forbid_raising_priority() -> None:
+    """Keep the driver and Chromium from undoing _lower_priority.
+
+    As root, Chromium raises threads it deems urgent to nice -8: compositor and IO
+    threads, and without a zygote (lean mode) each renderer's main thread, the one that
+    runs the page. They would then outrank the supervisor and the workers. Dropping
+    CAP_SYS_NICE from this process's bounding set leaves the programs it starts (the
+    driver, the browser) without it, so their attempts fail (EPERM) and they run at the
+    worker's niceness. This process keeps its own capabilities. Linux only; where the
+    call is not allowed (no CAP_SETPCAP) Chromium's threads stay as it sets them.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return  # without root, RLIMIT_NICE (0 by default) already forbids raising
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
+        log.debug("could not drop CAP_SYS_NICE: errno %s", ctypes.get_errno())
 
 
 def _exit_with_parent(root: WorkerRoot) -> None:

@@ -22,8 +22,10 @@ from pool_core import (
     WorkerPool,
     WorkerStartupError,
 )
+from pool_core.browser import launch_args
 from pool_core.events import EventKind
 from pool_core.messages import POStatus
+from pool_core.pool import BROWSER_MODES, _mode_args
 from pool_core.state import TRANSITIONS, PoolStateMachine, is_legal
 from pool_core.task_source import InMemoryTaskSource, tasks_from_po_list
 from poolsite.demo_erp import catalog
@@ -336,7 +338,8 @@ def test_it_reports_a_missing_job_function_as_a_startup_error(
     pool.reset()
 
 
-@pytest.mark.parametrize("mode", ["lean"])  # "standard", the default, runs everywhere else
+# The default, "auto", runs everywhere else: lean as root (here and in CI), else standard.
+@pytest.mark.parametrize("mode", ["standard", "lean"])
 def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mode: str) -> None:
     pool = make_pool(1, browser_mode=mode)
     pool.start_processing(catalog.demo_batch(site.base_url, 2))
@@ -345,6 +348,12 @@ def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mod
     assert pool.stop_processing(10)
     with pytest.raises(ValueError, match="browser_mode"):
         WorkerPool(1, browser_mode="tiny")
+
+
+def test_auto_mode_is_lean_only_without_the_sandbox() -> None:
+    lean = BROWSER_MODES["lean"]
+    assert (_mode_args("auto") == lean) == ("--no-sandbox" in launch_args())
+    assert _mode_args("standard") == ()
 
 
 def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory) -> None:
