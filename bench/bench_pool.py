@@ -244,11 +244,11 @@ def run_speed(bench: Bench, runs: int, n: int, sizes: tuple[int, ...],
 
 def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
     configs: dict[str, dict[str, Any]] = {
-        "standard (default; node --max-semi-space-size=1 --jitless)": {},
-        "standard, node JIT on (--max-semi-space-size=1)": {
+        "default: auto (lean as root), node --max-semi-space-size=1 --jitless": {},
+        "default, node JIT on (--max-semi-space-size=1)": {
             "node_options": "--max-semi-space-size=1"},
-        "standard, no NODE_OPTIONS": {"node_options": ""},
-        "lean: --no-zygote --in-process-gpu": {"browser_mode": "lean"},
+        "default, no NODE_OPTIONS": {"node_options": ""},
+        "standard: zygotes, GPU process": {"browser_mode": "standard"},
         "--single-process --no-zygote": {"browser_mode": "single-process"},
     }
     print(f"memory: 4 workers x {len(configs)} configurations", flush=True)
@@ -319,7 +319,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--sizes", default="1,4,8")
-    parser.add_argument("--browser-mode", default="standard",
+    parser.add_argument("--browser-mode", default="auto",
                         help="WorkerPool browser_mode of the speed runs")
     parser.add_argument("--memory-runs", type=int, default=None,
                         help="runs of the memory comparison (default: --runs; 0 skips it)")
