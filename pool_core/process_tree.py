@@ -41,12 +41,14 @@ def worker_processes(host_pid: int) -> list[psutil.Process]:
 
 
 def record_pids(root: str, pids: Iterable[int]) -> None:
-    """Write the processes of this worker's tree into its root (atomically)."""
+    """Write the processes of this worker's tree into its root (atomically), marking
+    those that lead a session of their own (the browser: see session_members)."""
     entries = []
     for pid in pids:
         try:
-            entries.append({"pid": pid, "create_time": psutil.Process(pid).create_time()})
-        except psutil.Error:
+            entries.append({"pid": pid, "create_time": psutil.Process(pid).create_time(),
+                            "session_leader": pid != os.getpid() and os.getsid(pid) == pid})
+        except (psutil.Error, OSError):
             continue
     path = os.path.join(root, PIDS_FILE)
     with open(path + ".tmp", "w", encoding="utf-8") as fh:
@@ -72,6 +74,34 @@ def recorded_processes(root: str) -> list[psutil.Process]:
     return found
 
 
+def session_members(root: str) -> list[psutil.Process]:
+    """Return the living processes of the sessions a worker's browser leads.
+
+    Playwright starts Chromium in a session of its own, and every process Chromium
+    starts stays in it. A renderer whose browser was killed is reparented to init and
+    names no temp root, and without a zygote (lean mode) no recorded process is its
+    parent any more: its session is what still ties it to the worker. A member must
+    have started after the recorded leader, so a reused session id cannot match.
+    """
+    try:
+        with open(os.path.join(root, PIDS_FILE), encoding="utf-8") as fh:
+            leaders = {int(e["pid"]): float(e["create_time"]) for e in json.load(fh)
+                       if e.get("session_leader")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not leaders:
+        return []
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            sid = os.getsid(proc.pid)
+        except OSError:
+            continue
+        if sid in leaders and (proc.info["create_time"] or 0) >= leaders[sid] - 0.5:
+            found.append(proc)
+    return found
+
+
 def processes_naming(path: str) -> list[psutil.Process]:
     """Return processes whose command line mentions `path` (a temp root)."""
     found = []
@@ -90,6 +120,7 @@ def worker_tree(pid: int | None, root: str | None) -> set[psutil.Process]:
             procs.add(psutil.Process(pid))
     if root:
         procs.update(recorded_processes(root))
+        procs.update(session_members(root))
         procs.update(processes_naming(root))
     for proc in list(procs):
         try:

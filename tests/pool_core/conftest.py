@@ -2,7 +2,8 @@
 
 Every test that builds a pool (through `make_pool` or `roots_dir`) is checked
 afterwards: no temp root of ours, no process naming it, no Chromium or Playwright
-driver among this process's descendants.
+driver among this process's descendants, and none started during the test and orphaned
+(reparented to init: a renderer whose browser was killed names no temp root).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def roots_dir(tmp_path: Path) -> Path:
     return path
 
 
-def leftovers(roots: Path) -> list[str]:
-    """Describe every root, process naming the roots folder, or browser child left."""
+def leftovers(roots: Path, since: float = float("inf")) -> list[str]:
+    """Describe every root, process naming the roots folder, or browser child left, and
+    every browser process orphaned since `since` (a time.time())."""
     found = [f"root {p.name}" for p in roots.iterdir()] if roots.exists() else []
     found += [f"process {p.pid} naming {roots}" for p in processes_naming(str(roots))
               if not is_gone(p)]
@@ -42,6 +44,11 @@ def leftovers(roots: Path) -> list[str]:
                 found.append(f"child {child.pid} {child.name()}")
         except psutil.Error:
             continue
+    for proc in psutil.process_iter(["name", "ppid", "create_time"]):
+        info = proc.info
+        if (info["ppid"] == 1 and (info["create_time"] or 0) >= since and not is_gone(proc)
+                and any(n in (info["name"] or "").lower() for n in BROWSERISH)):
+            found.append(f"orphan {proc.pid} {info['name']}")
     return found
 
 
@@ -51,9 +58,10 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     roots: Path = request.getfixturevalue("roots_dir")
+    began = time.time()
     yield
     deadline = time.monotonic() + 5
-    while (found := leftovers(roots)) and time.monotonic() < deadline:
+    while (found := leftovers(roots, began)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not found, f"left behind: {found}"
 
