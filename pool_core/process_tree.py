@@ -56,15 +56,20 @@ def record_pids(root: str, pids: Iterable[int]) -> None:
     os.replace(path + ".tmp", path)
 
 
-def recorded_processes(root: str) -> list[psutil.Process]:
-    """Return the still-living processes a worker recorded in `root`."""
+def _recorded_entries(root: str) -> list[dict]:
+    """The entries record_pids wrote into `root` ([] when there are none yet)."""
     try:
         with open(os.path.join(root, PIDS_FILE), encoding="utf-8") as fh:
             entries = json.load(fh)
     except (OSError, ValueError):
         return []
+    return entries if isinstance(entries, list) else []
+
+
+def recorded_processes(root: str) -> list[psutil.Process]:
+    """Return the still-living processes a worker recorded in `root`."""
     found = []
-    for entry in entries:
+    for entry in _recorded_entries(root):
         try:
             proc = psutil.Process(int(entry["pid"]))
             if abs(proc.create_time() - float(entry["create_time"])) < 0.5:
@@ -84,10 +89,9 @@ def session_members(root: str) -> list[psutil.Process]:
     have started after the recorded leader, so a reused session id cannot match.
     """
     try:
-        with open(os.path.join(root, PIDS_FILE), encoding="utf-8") as fh:
-            leaders = {int(e["pid"]): float(e["create_time"]) for e in json.load(fh)
-                       if e.get("session_leader")}
-    except (OSError, ValueError, KeyError, TypeError):
+        leaders = {int(e["pid"]): float(e["create_time"]) for e in _recorded_entries(root)
+                   if e.get("session_leader")}
+    except (KeyError, TypeError, ValueError):
         return []
     if not leaders:
         return []

@@ -366,8 +366,9 @@ class _BrowserSession:
         per PO (83 -> 172 MB over 60 POs). One full collection after each PO keeps it flat
         (~74 MB) for ~11 ms (bench/bench_pool.py, memory table). False: close the tab.
         """
+        if self.tab_cdp is None:
+            return False
         try:
-            assert self.tab_cdp is not None
             self.tab_cdp.send("HeapProfiler.collectGarbage")
             return True
         except Exception:

@@ -347,24 +347,3 @@ def test_events_are_picklable(site: DemoSite, make_pool: PoolFactory) -> None:
     for event in events:
         assert pickle.loads(pickle.dumps(event)) == event
 
-
-def test_it_recovers_when_the_driver_and_browser_die_together(
-        site: DemoSite, make_pool: PoolFactory) -> None:
-    # Nobody is left to close the renderer: its browser and the driver (which would kill
-    # the browser's process group on exit) die together. The renderer names no temp root
-    # and, in lean mode, has no recorded parent (process_tree.session_members).
-    site.latency = 1.0
-    pool = make_pool(1)
-    batch = catalog.demo_batch(site.base_url, 2)
-    pool.start_processing(batch)
-    victim = busy_worker(pool)
-    tree = psutil.Process(victim["pid"]).children(recursive=True)
-    renderers = [p for p in tree if "--type=renderer" in p.cmdline()]
-    assert renderers, "no renderer to orphan"
-    for proc in [p for p in tree if p.name().startswith("node")] + [browser_of(victim["pid"])]:
-        proc.kill()
-    assert pool.wait_until_done(60)
-    assert_one_record_per_po(pool, batch)
-    assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-                                    for p in renderers), 5), "the orphaned renderer lives on"
-    assert pool.stop_processing(10)

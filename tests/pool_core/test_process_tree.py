@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from pool_core.process_tree import kill_tree, record_pids, worker_tree
+from pool_core.process_tree import is_gone, kill_tree, record_pids, worker_tree
 
 
 def test_a_child_orphaned_in_the_browsers_session_still_belongs_to_the_worker(
@@ -25,7 +25,7 @@ def test_a_child_orphaned_in_the_browsers_session_still_belongs_to_the_worker(
         assert renderer.parent() is None or renderer.ppid() != browser.pid
         assert renderer in worker_tree(None, str(tmp_path))
         assert kill_tree(None, str(tmp_path)) >= 1
-        assert not renderer.is_running() or renderer.status() == psutil.STATUS_ZOMBIE
+        assert is_gone(renderer)
     finally:
         if renderer.is_running():
             renderer.kill()
