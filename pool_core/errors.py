@@ -29,3 +29,13 @@ class UnsafePathError(PoolError):
 
 class UnsafeURLError(PoolError, ValueError):
     """A target URL is refused: scheme other than http/https, or a host off the allow-list."""
+
+
+def says_target_closed(exc: BaseException) -> bool:
+    """Whether a Playwright error says its page, context or browser went away.
+
+    Playwright fails a call with this as soon as its page closes, and a browser that
+    dies closes every page: such an error may be the first sign of a lost browser.
+    """
+    text = str(exc)
+    return "has been closed" in text or "Browser closed" in text or "Connection closed" in text

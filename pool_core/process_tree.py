@@ -40,6 +40,18 @@ def worker_processes(host_pid: int) -> list[psutil.Process]:
     return found
 
 
+def is_browser_main(proc: psutil.Process) -> bool:
+    """Whether a process is a Chromium browser proper: no --type= (renderer, GPU, zygote),
+    and named by its argv[0], not the name Debian's /bin/sh wrapper also carries."""
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    program = os.path.basename(cmdline[0]).lower() if cmdline else ""
+    return ("chrom" in program or "headless_shell" in program) and not any(
+        arg.startswith("--type=") for arg in cmdline)
+
+
 def record_pids(root: str, pids: Iterable[int]) -> None:
     """Write the processes of this worker's tree into its root (atomically), marking
     those that lead a session of their own (the browser: see session_members)."""

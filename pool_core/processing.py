@@ -38,7 +38,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pool_core.config import JobEnv
 from pool_core.downloads import Batch, Transfer, finish_downloads, start_downloads
-from pool_core.errors import UnsafePathError, UnsafeURLError
+from pool_core.errors import UnsafePathError, UnsafeURLError, says_target_closed
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
 from pool_core.names import dedupe, safe_component, safe_filename
 from pool_core.po_folder import (
@@ -152,7 +152,7 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
     except UnsafePathError as exc:
         outcome = Outcome(POStatus.FAILED, "UNSAFE_PATH", str(exc))
     except PlaywrightError as exc:
-        if _browser_gone(exc):
+        if says_target_closed(exc):
             raise  # the engine records BROWSER_CRASH and retries elsewhere
         outcome = Outcome(POStatus.FAILED, "BROWSER_ERROR", _first_line(exc), retryable=True)
     except OSError as exc:
@@ -212,7 +212,7 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
                                 retryable=True)) from None
         except PlaywrightError as exc:
             _stop_if_blocked(attempt)
-            if _browser_gone(exc):
+            if says_target_closed(exc):
                 raise
             if "ERR_BLOCKED_BY_CLIENT" in str(exc):
                 raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
@@ -260,7 +260,7 @@ def _print(attempt: _Attempt, page: Page) -> bytes | None:
     try:
         return page.pdf()
     except PlaywrightError as exc:
-        if _browser_gone(exc):
+        if says_target_closed(exc):
             raise
         attempt.pdf_problem = f"no page PDF: {_first_line(exc)}"
         log.warning("%s: %s", attempt.task.po_number, attempt.pdf_problem)
@@ -478,11 +478,6 @@ def _result(attempt: _Attempt, outcome: Outcome, evidence: tuple[str, ...]) -> T
 
 def _content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def _browser_gone(exc: BaseException) -> bool:
-    text = str(exc)
-    return "has been closed" in text or "Browser closed" in text or "Connection closed" in text
 
 
 def _first_line(exc: BaseException) -> str:

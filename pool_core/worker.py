@@ -40,13 +40,16 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from pool_core.config import JobEnv, WorkerSpec
+from pool_core.errors import says_target_closed
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.process_tree import (
     WORKER_NAME_PREFIX,
+    is_browser_main,
     is_gone,
     kill_tree,
     name_process,
     record_pids,
+    wait_gone,
 )
 from pool_core.profiles import WorkerRoot
 
@@ -67,6 +70,7 @@ TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
 # A worker without a task for this long closes its page: its renderer (~35 MB PSS) is
 # only worth keeping while POs follow each other (the next one arrives within ms).
 TAB_IDLE_RELEASE_S = 2.0
+BROWSER_EXIT_WAIT_S = 0.5  # how long a "closed" error waits for the browser to exit
 BROWSER_LOST_BEFORE_START = "BROWSER_LOST_BEFORE_START"  # requeued without charge
 EXIT_STARTUP_FAILED = 4
 EXIT_PARENT_DIED = 5
@@ -283,6 +287,7 @@ class _BrowserSession:
         self.tab_cdp: CDPSession | None = None  # the tab's DevTools session (_collect_garbage)
         self.tasks_since_launch = 0
         self.crashed = False
+        self.browser_main: psutil.Process | None = None  # the Chromium process proper
 
     def launch(self) -> None:
         chromium = self.playwright.chromium
@@ -301,6 +306,7 @@ class _BrowserSession:
         self.tasks_since_launch = 0
         children = psutil.Process().children(recursive=True)
         record_pids(self.root.path, [os.getpid()] + [p.pid for p in children])
+        self.browser_main = next((p for p in children if is_browser_main(p)), None)
         _lower_priority(children, self.spec.browser_nice)
 
     def _mark_crashed(self) -> None:
@@ -403,6 +409,18 @@ class _BrowserSession:
             return self.browser.is_connected()
         return self.persistent is not None and not self.crashed
 
+    def _browser_exited(self) -> bool:
+        """Whether the browser process has exited (a zombie counts).
+
+        A call waiting on a page (wait_for_event, a download) fails as soon as the page
+        closes, and Playwright can hand the worker that error before it dispatches the
+        browser's "disconnected" event: the process is the sure sign. Its pipe closes as
+        it exits, so by the time Playwright has seen that, the process is (nearly) gone.
+        """
+        if self.browser_main is None:
+            return False
+        return not wait_gone([self.browser_main], BROWSER_EXIT_WAIT_S)
+
     def _driver_alive(self) -> bool:
         drivers = [p for p in psutil.Process().children() if _is_driver(p)]
         return bool(drivers) and not any(is_gone(p) for p in drivers)
@@ -411,7 +429,8 @@ class _BrowserSession:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         tb = traceback.format_exc()
-        if self.crashed or not self._connected():
+        if self.crashed or not self._connected() or (
+                says_target_closed(exc) and self._browser_exited()):
             self.crashed = True
             return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
                               reason="BROWSER_CRASH", message=str(exc)[:500], retryable=True,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
+import psutil
+from playwright._impl._errors import TargetClosedError  # what a waiting call raises
 from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.process_tree import is_browser_main, wait_gone
 
 
 def linger(page: Page, task: Task, job: JobEnv) -> TaskResult:
@@ -56,3 +59,20 @@ def heap_at_start(page: Page, task: Task, job: JobEnv) -> TaskResult:
     page.goto(task.url)
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS,
                       message=str(int(used)))
+
+
+
+def lose_the_browser_unseen(page: Page, task: Task, job: JobEnv) -> TaskResult:
+    """First attempt: SIGKILL the browser, then fail the way Playwright fails a call that
+    was waiting (TargetClosedError) before the worker has heard of the disconnect: no
+    Playwright call runs between the kill and the error. Later attempts: open the page."""
+    if task.attempt == 1:
+        browsers = [p for p in psutil.Process().children(recursive=True) if is_browser_main(p)]
+        assert len(browsers) == 1, browsers
+        browsers[0].kill()
+        assert not wait_gone(browsers, 5)
+        raise TargetClosedError(
+            "Page.wait_for_event: Target page, context or browser has been closed")
+    page.goto(task.url)
+    return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.NO_ATTACHMENTS)
+

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pool_core import PoolStatus, ProfileManager, WorkerPool
-from pool_core.events import EventKind, POFinished, POStarted, WorkerStopped
+from pool_core.events import EventKind, POFinished, PORequeued, POStarted, WorkerStopped
 from pool_core.messages import POStatus
 from pool_core.process_tree import processes_naming
 from poolsite.demo_erp import catalog
@@ -136,6 +136,45 @@ def test_it_recovers_when_only_the_browser_is_killed(
     assert pool.stop_processing(10)
     ended = [e.reason for e in events if isinstance(e, WorkerStopped)]
     assert ended == ["BROWSER_CRASH", "stopped"], ended
+
+
+def test_a_browser_killed_during_a_download_wait_is_a_crash_and_retried(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # Playwright fails the waiting call ("Target page, context or browser has been
+    # closed") before the browser's "disconnected" event reaches the worker; the PO must
+    # still count as a browser crash, and be retried, not end as the job's own error.
+    events: list = []
+    pool = make_pool(1, process_fn="pool_core.processing:process_po", download_timeout=4.0,
+                     retry_limit=1, on_event=events.append)
+    pool.start_processing([catalog.po_dict(site.base_url, catalog.STALLED_DOWNLOAD)])
+    victim = busy_worker(pool, po=catalog.STALLED_DOWNLOAD)
+    assert wait_for(lambda: pool.get_status()["worker_details"][0]["phase"] == "downloads")
+    time.sleep(0.5)  # inside the wait for the stalled file
+    browser_of(victim["pid"]).kill()
+    assert pool.wait_until_done(60)
+    (record,) = pool.get_records()
+    truth = catalog.expected(catalog.STALLED_DOWNLOAD)
+    assert [(e.reason, e.attempt) for e in events if isinstance(e, PORequeued)] == [
+        ("BROWSER_CRASH", 1)]
+    assert (str(record.status), record.reason, record.attempts) == (
+        truth.status, truth.reason, 2), record.message
+    assert pool.stop_processing(10)
+
+
+def test_a_browser_loss_reported_before_its_disconnect_event_is_still_a_crash(
+        site: DemoSite, make_pool: PoolFactory) -> None:
+    # The race behind the test above, made certain: the job's call fails as closed while
+    # the worker's Playwright has not yet dispatched the "disconnected" event.
+    events: list = []
+    pool = make_pool(1, process_fn="tests.pool_core.jobs:lose_the_browser_unseen",
+                     retry_limit=1, on_event=events.append)
+    pool.start_processing(catalog.demo_batch(site.base_url, 1))
+    assert pool.wait_until_done(60)
+    (record,) = pool.get_records()
+    assert (record.status, record.attempts) == (POStatus.NO_ATTACHMENTS, 2), record.message
+    assert [(e.reason, e.attempt) for e in events if isinstance(e, PORequeued)] == [
+        ("BROWSER_CRASH", 1)]
+    assert pool.stop_processing(10)
 
 
 def test_a_browser_lost_while_idle_does_not_charge_the_next_po(
