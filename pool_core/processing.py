@@ -13,6 +13,8 @@ browser that died under the job raises, so the engine can tell a crash from a PO
 Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
 The page is the worker's and may serve the next PO: everything an attempt hangs on it
 (routes, the CDP guard, download listeners) comes off again, and the page stays open.
+A kept page still shows the last PO's document until this PO's navigation commits, so
+evidence of an attempt that never got that far blanks the page first.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, Response
+from playwright.sync_api import Frame, Page, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pool_core.config import JobEnv
@@ -108,6 +110,12 @@ class _Attempt:
     pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
     rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
     downloads: Batch | None = None  # listening on the page until the attempt ends
+    committed: bool = False  # a document of this attempt has replaced the handed one
+
+    def note_commits(self, frame: Frame) -> None:
+        """A "framenavigated" listener: the main frame now shows this attempt's page."""
+        if frame.parent_frame is None:
+            self.committed = True
 
     @contextmanager
     def step(self, name: str, *, report: bool = True) -> Iterator[None]:
@@ -143,6 +151,7 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
     guarded = False  # evidence only from a page this attempt has set up
     try:
         with attempt.step("setup"):
+            page.on("framenavigated", attempt.note_commits)
             attempt.guard.install(page.context)
             attempt.guard.watch(page)
         guarded = True
@@ -431,6 +440,9 @@ def _keep_evidence(page: Page, attempt: _Attempt, outcome: Outcome) -> tuple[str
     shot, html = folder / f"{stem}.png", folder / f"{stem}.html"
     if outcome.status == POStatus.TIMEOUT:
         attempt.guard.stop_loading()  # else the page waits for the hung navigation
+    if not attempt.committed:  # the page still shows the document it was handed with
+        with suppress(PlaywrightError):
+            page.goto("about:blank", timeout=EVIDENCE_TIMEOUT_MS)
     # Each on its own: a chrome-error page may refuse a screenshot yet show its HTML.
     try:
         page.screenshot(path=str(shot), timeout=EVIDENCE_TIMEOUT_MS)
@@ -464,6 +476,7 @@ def _close(attempt: _Attempt, page: Page) -> None:
     if attempt.downloads is not None:
         attempt.downloads.stop_listening(page)
     attempt.guard.remove()
+    page.remove_listener("framenavigated", attempt.note_commits)
 
 
 def _result(attempt: _Attempt, outcome: Outcome, evidence: tuple[str, ...]) -> TaskResult:

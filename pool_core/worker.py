@@ -6,7 +6,10 @@
 Only the small frozen dataclasses below and pool_core.messages values cross the pipe.
 The worker keeps one page (its tab, in a context of its own) from PO to PO while POs
 end well: a new page costs a new renderer process, about half the CPU of a PO. After
-each PO the tab goes blank and its renderer's garbage is collected. Any
+each PO the renderer's garbage is collected, and the tab is handed to the next PO as
+it is: that PO's navigation replaces the document (going to about:blank in between
+cost ~29 ms of CPU per PO, a fifth of it; bench/bench_pool.py). A job must therefore
+not take the page it is handed for its PO's page (processing.py checks). Any
 other ending (a failure, a timeout, a sign-in wall, a page the job left open) closes
 the context, and the next PO gets a fresh one; so does a worker left without work for
 TAB_IDLE_RELEASE_S. The browser itself is relaunched every
@@ -340,7 +343,7 @@ class _BrowserSession:
         if self.crashed and result.status is not POStatus.LOGIN_REQUIRED:
             result = replace(result, status=POStatus.FAILED, reason="BROWSER_CRASH",
                              retryable=True, message=result.message or "the browser died")
-        if not (self._keeps_tab(page, result) and _blank(page) and self._collect_garbage()):
+        if not (self._keeps_tab(page, result) and self._collect_garbage()):
             self.close_tab()
         return result
 
@@ -454,15 +457,6 @@ class _BrowserSession:
             pass  # the supervisor kills whatever is left and removes the root
         self.browser = None
         self.persistent = None
-
-
-def _blank(page: Page) -> bool:
-    """Empty the page for the next PO: its evidence must never show this PO's page."""
-    try:
-        page.goto("about:blank")
-        return True
-    except Exception:
-        return False
 
 
 def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:

@@ -249,6 +249,20 @@ def test_a_page_that_never_answers_times_out_with_evidence(
     assert any(p.endswith(".html") for p in result.evidence)
 
 
+def test_evidence_from_a_kept_page_never_shows_the_previous_po(
+        signed_in: Page, site: DemoSite, job: JobEnv) -> None:
+    # The worker hands a kept page on as the last PO left it; a PO whose page never
+    # arrives must not leave that PO's page as its own evidence.
+    assert run(signed_in, site, NORMAL[0], job).status is POStatus.COMPLETED
+    assert NORMAL[0] in signed_in.content()
+    job = dataclasses.replace(job, nav_timeout_s=1.0)
+    result = run(signed_in, site, catalog.HANG, job)
+    assert (result.status, result.reason) == (POStatus.TIMEOUT, "TIMEOUT")
+    (html,) = [p for p in result.evidence if p.endswith(".html")]
+    assert NORMAL[0] not in Path(html).read_text(encoding="utf-8")
+    assert any(p.endswith(".png") for p in result.evidence)
+
+
 def test_an_outage_is_retryable_with_an_http_reason(
         signed_in: Page, site: DemoSite, job: JobEnv) -> None:
     site.down = True
