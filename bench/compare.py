@@ -154,7 +154,7 @@ def figures_of(child: ChildRun, concurrency: int) -> dict[str, Any]:
         "browsers_seen": len(child.browsers_seen), "killed_browser": child.killed_browser,
         "killed_at_s": child.killed_at_seconds,
         "browser_relaunched": bool(child.browsers_after_kill),
-        "strays_killed": child.strays_killed,
+        "strays_killed": child.strays_killed, "strays": child.strays,
     }
 
 

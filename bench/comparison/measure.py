@@ -23,6 +23,10 @@ from pathlib import Path
 import psutil
 
 SAMPLE_SECONDS = 0.5
+# A process of the run may still be exiting when the runner has exited (a fork server
+# reading its parent's EOF, a driver seeing its pipe close): it is "left behind" only if
+# it still runs this long afterwards.
+STRAY_GRACE_SECONDS = 2.0
 MB = 1024 * 1024
 BROWSER_NAMES = ("chrom", "headless_shell")
 
@@ -40,6 +44,7 @@ class ChildRun:
     killed_at_seconds: float | None = None
     browsers_after_kill: set[int] = field(default_factory=set)
     strays_killed: int = 0
+    strays: list[str] = field(default_factory=list)  # what was killed: "pid name cmdline"
 
     @property
     def pss_peak(self) -> int:
@@ -121,18 +126,37 @@ def child_run(cmd: list[str], *, cwd: Path, log: Path, timeout: float,
             time.sleep(SAMPLE_SECONDS)
         run.wall_seconds = time.monotonic() - started
         run.exit_code = popen.returncode
-    run.strays_killed = procs_kill(list(seen.values()))
+    run.strays = kill_strays(list(seen.values()), STRAY_GRACE_SECONDS)
+    run.strays_killed = len(run.strays)
     return run
+
+
+def kill_strays(procs: list[psutil.Process], grace: float) -> list[str]:
+    """Wait up to `grace` s for the listed processes to exit; SIGKILL and describe the rest."""
+    deadline = time.monotonic() + grace
+    while (alive := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    described = []
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}")
+    procs_kill(alive)
+    return described
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def procs_kill(procs: list[psutil.Process]) -> int:
     """SIGKILL the listed processes that still run (psutil checks pid reuse); count them."""
     killed = 0
     for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+        if _running(proc):
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
                 killed += 1
-        except psutil.Error:
-            pass
     return killed
