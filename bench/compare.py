@@ -103,6 +103,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="measure nothing: redo the table and chart from a compare.json")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more (the table compares timed rounds); "
+                     "--no-kill-test skips the kill test instead")
     args.systems = [system_parse(n.strip()) for n in args.systems.split(",") if n.strip()]
     if args.kill_after is None:
         args.kill_after = max(1, args.batch // 3)
@@ -155,6 +158,7 @@ def figures_of(child: ChildRun, concurrency: int) -> dict[str, Any]:
         "killed_at_s": child.killed_at_seconds,
         "browser_relaunched": bool(child.browsers_after_kill),
         "strays_killed": child.strays_killed, "strays": child.strays,
+        "late_exits": child.late_exits,
     }
 
 

@@ -45,6 +45,7 @@ class ChildRun:
     browsers_after_kill: set[int] = field(default_factory=set)
     strays_killed: int = 0
     strays: list[str] = field(default_factory=list)  # what was killed: "pid name cmdline"
+    late_exits: list[str] = field(default_factory=list)  # still running at exit, gone in grace
 
     @property
     def pss_peak(self) -> int:
@@ -126,22 +127,22 @@ def child_run(cmd: list[str], *, cwd: Path, log: Path, timeout: float,
             time.sleep(SAMPLE_SECONDS)
         run.wall_seconds = time.monotonic() - started
         run.exit_code = popen.returncode
-    run.strays = kill_strays(list(seen.values()), STRAY_GRACE_SECONDS)
-    run.strays_killed = len(run.strays)
+    at_exit = [p for p in seen.values() if _running(p)]
+    described = {p.pid: _describe(p) for p in at_exit}
+    deadline = time.monotonic() + STRAY_GRACE_SECONDS
+    while (alive := [p for p in at_exit if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.strays = [described[p.pid] for p in alive]
+    run.late_exits = [described[p.pid] for p in at_exit if p not in alive]
+    run.strays_killed = procs_kill(alive)
     return run
 
 
-def kill_strays(procs: list[psutil.Process], grace: float) -> list[str]:
-    """Wait up to `grace` s for the listed processes to exit; SIGKILL and describe the rest."""
-    deadline = time.monotonic() + grace
-    while (alive := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    described = []
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}")
-    procs_kill(alive)
-    return described
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}"
+    except psutil.Error:
+        return f"{proc.pid} (gone)"
 
 
 def _running(proc: psutil.Process) -> bool:
