@@ -7,13 +7,16 @@ The processing interface (issue 4) is one function per PO, run inside a worker p
 * `WorkerPool(process_fn="package.module:function")` names it as an importable dotted
   path (spawn: the worker imports it; `package.module.function` works too). The default
   is `pool_core.simple_job:save_page_pdf` (open the URL, save a PDF of the page).
-* `page` is the worker's Playwright page, blank, in a context with downloads accepted,
-  the session's storage state loaded and default timeouts of nav_timeout_s (with a base
+* `page` is the worker's Playwright page, in a context with downloads accepted, the
+  session's storage state loaded and default timeouts of nav_timeout_s (with a base
   profile: the persistent context). The worker owns it: the job leaves it open and takes
   off whatever it added (routes, listeners), because after a PO that ended well
   (COMPLETED, PARTIAL, NO_ATTACHMENTS, PO_NOT_FOUND, ACCESS_DENIED; not retryable) the
   same page serves the next PO. After any other ending, or when the job left another
-  page open, the worker closes the context and the next PO gets a new one.
+  page open, the worker closes the context and the next PO gets a new one. A new page is
+  blank; a kept one still shows the last PO's document until the job navigates, so a
+  job must not take what the page shows for its own PO before its navigation commits
+  (process_po blanks it before evidence when it never did).
 * `job.report_phase("downloading")` tells the supervisor which phase the worker is in
   (dashboard, events). It is a plain callable field of JobEnv, built inside the worker;
   calling it is cheap (one pipe write).
