@@ -261,44 +261,21 @@ def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
 
 
 def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) -> None:
-    four = speed.get(4, [])
-    startups = [s for r in four for s in r["startups"]]
-    status_ms = [t for r in four for t in r["status_ms"]]
-    dist = med(r["distribution_ms_p95"] for r in four) if four else 0.0
-    stop = med(r["stop_s"] for r in four) if four else 0.0
-    pss = med(r["pss_mb"] for r in next(iter(memory.values()), []))
-    pss_busy = med(r["busy_mb"] for r in next(iter(memory.values()), []))
-    base = med(r["process_s"] for r in speed[1]) if 1 in speed else None
     print("\n| figure | contract | target | measured |\n|---|---|---|---|")
-    print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
-          f"{p95(startups):.2f} s (median {med(startups):.2f} s, "
-          f"{len(startups)} workers) |")
-    steps = [s for r in four for s in r["steps"]]
-    if steps:
-        names = list(steps[0])
-        print("| (for scale) start-up steps, 4 together, median s since spawn | | | "
-              + ", ".join(f"{n} {med(s.get(n, 0.0) for s in steps):.2f}"
-                          for n in names) + " |")
-    alone = [s for r in speed.get(1, []) for s in r["startups"]]
-    if alone:
-        print(f"| (for scale) startup of 1 worker alone, median | | | "
-              f"{med(alone):.2f} s |")
-    dist50 = med(r["distribution_ms_p50"] for r in four)
-    print(f"| task distribution latency p95 | < 100 ms | <= 10 ms | {dist:.1f} ms "
-          f"(p50 {dist50:.1f} ms) |")
-    print(f"| get_status() p95 during a run | < 50 ms | <= 1 ms | {p95(status_ms):.3f} ms "
-          f"({len(status_ms)} calls) |")
-    print(f"| graceful stop, idle workers (4) | < 30 s | <= 2 s | {stop:.2f} s |")
-    busy = med(r["pss_busy_max"] for r in four) if four else 0.0
-    print(f"| PSS per worker incl. browser, 4 workers | < 200 MB | <= 160 MB | {pss:.0f} MB "
-          f"idle (page closed after {TAB_IDLE_RELEASE_S:g} s); {pss_busy:.0f} MB busy "
-          f"(median); {busy:.0f} MB peak heartbeat during the speed runs |")
+    four = speed.get(4, [])
+    if four:
+        report_four(four, speed.get(1, []), memory)
+    else:  # the start-up, distribution, status, stop and memory rows come from 4 workers
+        print("| figures of 4 workers | | | not measured: --sizes has no 4 |")
+    base = med(r["process_s"] for r in speed[1]) if 1 in speed else None
     for size in sorted(speed):
         secs = med(r["process_s"] for r in speed[size])
         factor = f"{base / secs:.2f}x" if base else "-"
         target = {4: ">= 3.6x", 8: ">= 6.5x"}.get(size, "")
         print(f"| {n}-PO batch, {size} worker(s): median seconds, speedup | 3-4x at 4+ | "
               f"{target} | {secs:.1f} s, {factor} |")
+    if not memory:
+        return
     print("\nMemory per worker (PSS of Python + driver + browser, 4 workers: idle after 24 "
           "POs, and busy during them) and CPU per PO (the whole machine, start-up and stop "
           "included):")
@@ -311,6 +288,41 @@ def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) 
         print(f"| {name} | {med(r['pss_mb'] for r in rows):.0f} | "
               f"{max(r['max_mb'] for r in rows):.0f} | {med(r['busy_mb'] for r in rows):.0f} | "
               f"{med(r['cpu_per_po'] for r in rows):.2f} | {ok}/{failed} |")
+
+
+def report_four(four: list[dict], alone_runs: list[dict],
+                memory: dict[str, list[dict]]) -> None:
+    """The rows measured on the 4-worker runs (and the memory comparison's default)."""
+    startups = [s for r in four for s in r["startups"]]
+    status_ms = [t for r in four for t in r["status_ms"]]
+    print(f"| worker startup p95, 4 starting together | < 15 s | <= 1.5 s | "
+          f"{p95(startups):.2f} s (median {med(startups):.2f} s, "
+          f"{len(startups)} workers) |")
+    steps = [s for r in four for s in r["steps"]]
+    if steps:
+        names = list(steps[0])
+        print("| (for scale) start-up steps, 4 together, median s since spawn | | | "
+              + ", ".join(f"{n} {med(s.get(n, 0.0) for s in steps):.2f}"
+                          for n in names) + " |")
+    alone = [s for r in alone_runs for s in r["startups"]]
+    if alone:
+        print(f"| (for scale) startup of 1 worker alone, median | | | "
+              f"{med(alone):.2f} s |")
+    dist = med(r["distribution_ms_p95"] for r in four)
+    dist50 = med(r["distribution_ms_p50"] for r in four)
+    print(f"| task distribution latency p95 | < 100 ms | <= 10 ms | {dist:.1f} ms "
+          f"(p50 {dist50:.1f} ms) |")
+    print(f"| get_status() p95 during a run | < 50 ms | <= 1 ms | {p95(status_ms):.3f} ms "
+          f"({len(status_ms)} calls) |")
+    print(f"| graceful stop, idle workers (4) | < 30 s | <= 2 s | "
+          f"{med(r['stop_s'] for r in four):.2f} s |")
+    peak = med(r["pss_busy_max"] for r in four)
+    default = next(iter(memory.values()), [])
+    measured = (f"{med(r['pss_mb'] for r in default):.0f} MB idle (page closed after "
+                f"{TAB_IDLE_RELEASE_S:g} s); {med(r['busy_mb'] for r in default):.0f} MB busy "
+                "(median); " if default else "idle and busy not measured (--memory-runs 0); ")
+    print(f"| PSS per worker incl. browser, 4 workers | < 200 MB | <= 160 MB | {measured}"
+          f"{peak:.0f} MB peak heartbeat during the speed runs |")
 
 
 def main(argv: list[str]) -> int:
