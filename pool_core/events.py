@@ -124,6 +124,9 @@ class PORequeued:
     reason: str
     attempt: int  # the attempt that failed
     delay: float
+    worker_id: int | None = None  # the worker of the failed attempt (idle again now)
+    seconds: float = 0.0  # how long the failed attempt took
+    message: str = ""  # the failed attempt's message
     kind: EventKind = EventKind.PO_REQUEUED
     at: float = field(default_factory=time.time)
 

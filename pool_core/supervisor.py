@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -62,6 +62,15 @@ from pool_core.worker import (
 log = logging.getLogger(__name__)
 SITE_FAILURE_PREFIXES = ("HTTP_5", "NETWORK")
 MAX_START_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class _FailedAttempt:
+    """An attempt that ended in a requeue: what PORequeued tells of it."""
+
+    result: TaskResult
+    worker_id: int
+    seconds: float
 
 
 class Supervisor(threading.Thread):
@@ -261,21 +270,22 @@ class Supervisor(threading.Thread):
         handle.idle_since = msg.at
         handle.tasks_done += 1
         if task is not None and task.key == msg.result.key:
-            self._settle(task, msg.result, msg.seconds)
+            self._settle(task, msg.result, msg.seconds, handle.slot)
         if msg.exiting:
             handle.leaving = handle.leaving or "recycle"
         if self.stop_requested or handle.leaving:
             self._send_stop(handle)
 
     # -- outcomes ------------------------------------------------------------------------
-    def _settle(self, task: Task, result: TaskResult, seconds: float) -> None:
-        """Requeue or finish a PO after one attempt."""
+    def _settle(self, task: Task, result: TaskResult, seconds: float, worker_id: int) -> None:
+        """Requeue or finish a PO after one attempt (by `worker_id`, in `seconds`)."""
         now = time.monotonic()
         track = self.book.track_for(task, now)
+        failed = _FailedAttempt(result, worker_id, seconds)
         self.book.attempt_ended(track, seconds)
         self._count_site_failure(result)
         if result.status is POStatus.LOGIN_REQUIRED and not self.stop_requested:
-            self._requeue(track, result, 0.0)
+            self._requeue(track, failed, 0.0)
             self._auto_pause(f"LOGIN_REQUIRED: {result.message or 'the session expired'}")
             return
         if self.stop_requested and (result.retryable or result.status is POStatus.LOGIN_REQUIRED):
@@ -283,26 +293,28 @@ class Supervisor(threading.Thread):
                              message=f"stopped before a retry ({result.reason})")
         elif result.reason == BROWSER_LOST_BEFORE_START and track.free_requeues < 2:
             track.free_requeues += 1  # not the PO's fault; bounded all the same
-            self._requeue(track, result, 0.0)
+            self._requeue(track, failed, 0.0)
             return
         elif result.retry_after is not None and (
                 track.rate_limited < self.options.max_rate_limit_requeues):
             track.rate_limited += 1
-            self._requeue(track, result, max(0.0, result.retry_after))
+            self._requeue(track, failed, max(0.0, result.retry_after))
             return
         elif result.retryable and track.retries < self.options.retry_limit:
             track.retries += 1
-            self._requeue(track, result, self.options.retry_backoff_s)
+            self._requeue(track, failed, self.options.retry_backoff_s)
             return
         self._finish(track, result)
 
-    def _requeue(self, track: Track, result: TaskResult, delay: float) -> None:
+    def _requeue(self, track: Track, failed: _FailedAttempt, delay: float) -> None:
         task = replace(track.task, attempt=track.task.attempt + 1)
         track.task = task
         track.ready_at = time.monotonic() + delay
         self.source.retry(task, delay)
-        self.bus.emit(PORequeued(task.key, task.po_number, result.reason, task.attempt - 1,
-                                 delay))
+        self.bus.emit(PORequeued(task.key, task.po_number, failed.result.reason,
+                                 task.attempt - 1, delay, worker_id=failed.worker_id,
+                                 seconds=round(failed.seconds, 3),
+                                 message=failed.result.message))
 
     def _finish(self, track: Track, result: TaskResult) -> None:
         record = self.book.finish(track, result)
@@ -339,7 +351,7 @@ class Supervisor(threading.Thread):
         del self.workers[handle.slot]
         if handle.task is not None:
             self._settle(handle.task, lost_task_result(handle, exitcode),
-                         time.monotonic() - handle.task_sent)
+                         time.monotonic() - handle.task_sent, handle.slot)
         if handle.state == "starting":
             self._on_startup_failure(handle, exitcode)
         reason = _exit_reason(handle, exitcode)

@@ -172,6 +172,8 @@ class Recorder:
                       f"{event.reason}", "error")
 
     def _po_requeued(self, event: PORequeued) -> None:
+        # The worker is free again (its next PO, if any, starts a new card state).
+        self._card(event.worker_id, state="idle", po_number="", phase="", po_started_at=None)
         self.note("po_retried", f"{event.po_number} retried after attempt {event.attempt}: "
                   f"{event.reason}" + (f" (in {event.delay:.0f} s)" if event.delay else ""),
                   "warning")
@@ -232,12 +234,15 @@ class Recorder:
     def _record_requeued(self, event: PORequeued) -> None:
         status = Status.TIMEOUT if event.reason == "TIMEOUT" else Status.FAILED
         with transaction.atomic():
+            retried = f"retried{f' after {event.delay:.0f} s' if event.delay else ''}"
             Attempt.objects.create(
                 po_id=int(event.key), run_id=self.run_id, host=self.host,
+                worker_id="" if event.worker_id is None else str(event.worker_id),
                 attempt_number=self._attempt_number(int(event.key)),
-                started_at=_when(event.at), finished_at=_when(event.at), status=status,
-                retryable=True, reason=event.reason[:100],
-                message=f"retried{f' after {event.delay:.0f} s' if event.delay else ''}")
+                started_at=_when(event.at - event.seconds), finished_at=_when(event.at),
+                duration=event.seconds or None, status=status, retryable=True,
+                reason=event.reason[:100],
+                message=f"{event.message}; {retried}" if event.message else retried)
             # The next try is a new attempt (the claim counted only the first).
             PurchaseOrder.objects.filter(pk=int(event.key), leased_by=self.host).update(
                 attempts=F("attempts") + 1, lease_expires_at=timezone.now() + self.lease)

@@ -172,8 +172,9 @@ def test_a_browser_loss_reported_before_its_disconnect_event_is_still_a_crash(
     assert pool.wait_until_done(60)
     (record,) = pool.get_records()
     assert (record.status, record.attempts) == (POStatus.NO_ATTACHMENTS, 2), record.message
-    assert [(e.reason, e.attempt) for e in events if isinstance(e, PORequeued)] == [
-        ("BROWSER_CRASH", 1)]
+    (requeued,) = [e for e in events if isinstance(e, PORequeued)]
+    assert (requeued.reason, requeued.attempt, requeued.worker_id) == ("BROWSER_CRASH", 1, 0)
+    assert "has been closed" in requeued.message and requeued.seconds > 0
     assert pool.stop_processing(10)
 
 
