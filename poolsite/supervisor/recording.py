@@ -55,6 +55,11 @@ def _is_crash(reason: str) -> bool:
     return reason.startswith(WORKER_CRASH_REASONS)
 
 
+def _worker_text(worker_id: int | None) -> str:
+    """Attempt.worker_id: "" when no worker ran it (worker 0 is a worker)."""
+    return "" if worker_id is None else str(worker_id)
+
+
 def _when(epoch: float | None) -> datetime:
     return datetime.fromtimestamp(epoch or time.time(), tz=UTC)
 
@@ -237,7 +242,7 @@ class Recorder:
             retried = f"retried{f' after {event.delay:.0f} s' if event.delay else ''}"
             Attempt.objects.create(
                 po_id=int(event.key), run_id=self.run_id, host=self.host,
-                worker_id="" if event.worker_id is None else str(event.worker_id),
+                worker_id=_worker_text(event.worker_id),
                 attempt_number=self._attempt_number(int(event.key)),
                 started_at=_when(event.at - event.seconds), finished_at=_when(event.at),
                 duration=event.seconds or None, status=status, retryable=True,
@@ -272,7 +277,7 @@ class Recorder:
                 lease_expires_at=None, last_attempt_at=finished)
             attempt = Attempt.objects.create(
                 po_id=po_id, run_id=self.run_id, host=self.host,
-                worker_id=str(record.worker_id or ""),
+                worker_id=_worker_text(record.worker_id),
                 attempt_number=self._attempt_number(po_id), started_at=started,
                 finished_at=finished, duration=duration, status=status, retryable=False,
                 reason=(record.reason or "")[:100], message=record.message,
