@@ -19,7 +19,7 @@ import pytest
 from pool_core import PoolStatus, ProfileManager, WorkerPool
 from pool_core.events import EventKind, POFinished, PORequeued, POStarted, WorkerStopped
 from pool_core.messages import POStatus
-from pool_core.process_tree import processes_naming
+from pool_core.process_tree import is_browser_main, processes_naming
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 
@@ -49,18 +49,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> bool:
 
 
 def browser_of(worker_pid: int) -> psutil.Process:
-    """The browser process proper: no --type= flag, not the distribution's sh wrapper."""
-    browsers = []
-    for proc in psutil.Process(worker_pid).children(recursive=True):
-        try:
-            cmdline = proc.cmdline()  # a zombie (an exited renderer) raises or is empty
-        except psutil.Error:
-            continue
-        if not cmdline:
-            continue
-        if ("chrom" in proc.name() and cmdline[0] != "/bin/sh"
-                and not any(a.startswith("--type=") for a in cmdline)):
-            browsers.append(proc)
+    """The browser process proper of a worker (not a renderer, not Debian's sh wrapper)."""
+    browsers = [p for p in psutil.Process(worker_pid).children(recursive=True)
+                if is_browser_main(p)]
     assert len(browsers) == 1, browsers
     return browsers[0]
 
