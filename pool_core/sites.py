@@ -54,6 +54,21 @@ class SitePreset:
         """Return a copy pointing at another deployment (the demo's port, a tenant)."""
         return replace(self, base_url=base_url.rstrip("/"))
 
+    def for_tenant(self, base_url: str = "", extra_hosts: tuple[str, ...] = ()) -> SitePreset:
+        """Return a copy for one tenant: its address, and hosts its downloads come from.
+
+        The tenant's own host joins the allow-list (a company domain need not match
+        the preset's patterns); `extra_hosts` are names or `*.example.com` patterns.
+        """
+        site = self.with_base_url(base_url) if base_url else self
+        hosts = list(site.allowed_hosts)
+        own = (urlsplit(site.base_url).hostname or "").lower() if site.base_url else ""
+        for host in (own, *extra_hosts):
+            host = host.strip().lower()
+            if host and host not in hosts:
+                hosts.append(host)
+        return replace(site, allowed_hosts=tuple(hosts))
+
     def build_url(self, po_number: str) -> str:
         """Build a PO's page URL from the template (used when a row has no url)."""
         if not self.base_url:
