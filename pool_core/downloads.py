@@ -1,8 +1,8 @@
 """Real browser downloads of a page's attachments, all at once, each with a deadline.
 
-    start_downloads(page, links)   open every href in its own hidden, sandboxed iframe
-                                   (or click the element when it has no href),
-                                   collecting the browser's Download objects
+    start_downloads(page, links)   click the elements that have no href, one at a time,
+                                   then open every href in its own hidden, sandboxed
+                                   iframe, collecting the browser's Download objects
     finish_downloads(...)          wait for each until its deadline, save it to the
                                    work folder, or cancel it and say why
     batch.stop_listening(page)     before the page serves the next PO
@@ -14,6 +14,14 @@ routes nor the CDP Fetch guard would see it or its redirects (probed: a route th
 fulfilled the URL was ignored). An iframe navigation is intercepted like any other,
 redirect hops included; a response the browser shows instead of saving (an HTML
 page) lands harmlessly in the sandboxed frame and is reported at once.
+Click-only files (Coupa's `span[role=button]`, no href) run the site's own script:
+the preset's overlays (a floating button bar over the content) are hidden first; the
+element is scrolled into view and clicked like a user would, or by a DOM click when
+something still covers it. A script that opens a window for its file gets a hidden
+frame of this page instead (popups are blocked, and a frame keeps the request under the
+guard); one that navigates the page to the file gets a download on this page. Clicks go
+one at a time, each waiting for its download: a second navigation of the page would
+cancel the first before its response arrives.
 Playwright's Download.path() has no timeout: a stalled transfer would block the worker
 until its task is killed, so the wait goes through `asyncio.wait_for` on the
 implementation object (one private hop, kept here and nowhere else).
@@ -26,6 +34,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +63,37 @@ _TRIGGER_JS = """(items) => {
 }"""
 
 
+# Hides the preset's overlays and turns window.open() into a hidden frame of this page,
+# named after the transfer being clicked (window.__poolsiteClick), so a file opened "in a
+# new window" downloads here, under the guard. Links lose their target for the same reason.
+_PREPARE_CLICKS_JS = """(args) => {
+  for (const sel of args.overlays) {
+    let els = []; try { els = document.querySelectorAll(sel); } catch (e) { continue; }
+    for (const el of els) el.style.setProperty('display', 'none', 'important');
+  }
+  if (window.__poolsiteOpen) return;
+  window.__poolsiteOpen = true;
+  window.open = function (url) {
+    const frame = document.createElement('iframe');
+    frame.name = args.prefix + String(window.__poolsiteClick);
+    frame.setAttribute('sandbox', 'allow-downloads');
+    frame.style.display = 'none';
+    frame.src = new URL(String(url || 'about:blank'), document.baseURI).href;
+    document.body.appendChild(frame);
+    return {closed: false, close() {}, focus() {}, blur() {}, postMessage() {}};
+  };
+  document.addEventListener('click', (event) => {
+    const link = event.target && event.target.closest && event.target.closest('a[target]');
+    if (link) link.removeAttribute('target');
+  }, true);
+}"""
+_AIM_JS = """(el, index) => {
+  window.__poolsiteClick = index;
+  el.scrollIntoView({block: 'center'});
+}"""
+CLICK_TIMEOUT_S = 2.0  # a real click's wait for the element to be clickable
+
+
 @dataclass
 class Transfer:
     """One attachment's download: the link, the browser's Download, the outcome."""
@@ -65,6 +105,7 @@ class Transfer:
     failure: str = ""  # DOWNLOAD_TIMEOUT | DOWNLOAD_FAILED | BLOCKED_URL | ...
     detail: str = ""
     final_url: str = ""  # where the request ended (after redirects), when known
+    warning: str = ""  # kept, but its bytes do not match its name (TYPE_MISMATCH)
 
 
 @dataclass
@@ -101,10 +142,15 @@ class Batch:
 
 
 def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
-                    click_timeout_s: float) -> Batch:
+                    arrival_timeout_s: float, overlays: tuple[str, ...] = ()) -> Batch:
     """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
     batch = Batch([Transfer(link) for link in links])
     batch.listen(page)
+    clicks = [(i, t) for i, t in enumerate(batch.transfers) if t.link.click]
+    if clicks:
+        page.evaluate(_PREPARE_CLICKS_JS, {"overlays": list(overlays), "prefix": FRAME_PREFIX})
+        for index, transfer in clicks:
+            _click(page, batch, index, transfer, arrival_timeout_s)
     frames = []
     for index, transfer in enumerate(batch.transfers):
         href = transfer.link.href
@@ -114,17 +160,33 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
             frames.append({"href": href, "name": f"{FRAME_PREFIX}{index}"})
     if frames:
         page.evaluate(_TRIGGER_JS, frames)
-    for transfer in batch.transfers:
-        if transfer.link.click:
-            selector = f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']"
-            try:
-                element = page.locator(selector)
-                # A download that opens in a new tab would raise its event on that tab.
-                element.evaluate("el => el.removeAttribute('target')")
-                element.click(timeout=click_timeout_s * 1000)
-            except PlaywrightError as exc:
-                transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
     return batch
+
+
+def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: float) -> None:
+    """Click one href-less attachment and wait for what it starts (a download, a page)."""
+    before = len(batch.arrived)
+    element = page.locator(f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']")
+    try:
+        element.evaluate(_AIM_JS, index)
+        try:
+            element.click(timeout=CLICK_TIMEOUT_S * 1000)
+        except PlaywrightTimeoutError:  # still covered by something: click it in the DOM
+            element.evaluate("el => el.click()")
+    except PlaywrightError as exc:
+        transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
+        return
+    deadline = time.monotonic() + timeout_s
+    while len(batch.arrived) == before and index not in batch.shown:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            transfer.failure = "DOWNLOAD_TIMEOUT"
+            transfer.detail = f"clicking it started no download within {timeout_s:g} s"
+            return
+        with suppress(PlaywrightTimeoutError):
+            page.wait_for_event("download", timeout=min(remaining, POLL_S) * 1000)
+    if len(batch.arrived) > before:
+        transfer.download = batch.arrived[before]
 
 
 def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
@@ -171,7 +233,9 @@ def _await_arrivals(page: Page, batch: Batch, count: int, deadline: float) -> No
 
 def _match_arrivals(batch: Batch, wanted: list[Transfer]) -> None:
     """Pair each Download with its link: by URL first, then in arrival order."""
-    unmatched = list(batch.arrived)
+    claimed = {id(t.download) for t in batch.transfers if t.download is not None}
+    unmatched = [d for d in batch.arrived if id(d) not in claimed]
+    wanted = [t for t in wanted if t.download is None]
     for transfer in wanted:
         for download in unmatched:
             if transfer.link.href and download.url == transfer.link.href:

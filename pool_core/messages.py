@@ -58,6 +58,19 @@ class FileRecord:
     content_type: str
     source: str  # "po" | "requisition" | "page-pdf" | "manifest"
     source_url: str = ""
+    place: str = ""  # where on the page: the preset's attachment source ("header", ...)
+    warning: str = ""  # kept, but not what it claims to be (its bytes and name disagree)
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """What one attachment source of one page showed: the evidence behind a count."""
+
+    page: str  # "po" | "requisition"
+    name: str  # the preset's name for the source: "header", "comments", ...
+    seen: bool  # its container was on the page
+    files: int
+    problem: str = ""  # why it was not understood (LAYOUT_UNKNOWN); "" when it was
 
 
 @dataclass(frozen=True)
@@ -82,3 +95,5 @@ class TaskResult:
     steps: tuple[tuple[str, float], ...] = ()  # (step name, seconds) in order
     evidence: tuple[str, ...] = ()  # screenshot / HTML paths of a failed attempt
     remote_traceback: str = ""
+    sources: tuple[SourceReport, ...] = ()  # every place looked at for files
+    blocked_requests: tuple[str, ...] = ()  # sub-requests off the allow-list, aborted

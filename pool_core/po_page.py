@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from playwright.sync_api import Page
 
-from pool_core.sites import SitePreset
+from pool_core.sites import AttachmentSource, SitePreset
 
 # Marks href-less attachment elements (buttons) so they can be clicked later.
 CLICK_ATTRIBUTE = "data-poolsite-attachment"
@@ -20,10 +20,17 @@ _CLASSIFY_JS = """(args) => {
   const has = (sel) => {
     try { return !!document.querySelector(sel); } catch (e) { return false; }
   };
-  const text = ((document.body && document.body.textContent) || '').toLowerCase();
-  const markers = args.markers.filter(
-    (m) => m.selectors.some(has) || m.texts.some((t) => text.includes(t.toLowerCase())));
-  return {login: args.login.some(has), markers: markers.map((m) => m.status)};
+  const textOf = (scope) => {
+    if (!scope) return ((document.body && document.body.textContent) || '').toLowerCase();
+    let els = []; try { els = document.querySelectorAll(scope); } catch (e) { return ''; }
+    return Array.from(els).map((el) => el.textContent || '').join(' ').toLowerCase();
+  };
+  const markers = args.markers.filter((m) => {
+    const text = textOf(m.scope);
+    return m.selectors.some(has) || m.texts.some((t) => text.includes(t.toLowerCase()));
+  });
+  return {login: args.login.some(has), signedIn: args.signedIn.some(has),
+          markers: markers.map((m) => m.status)};
 }"""
 
 _SUPPLIER_JS = """(selectors) => {
@@ -35,30 +42,64 @@ _SUPPLIER_JS = """(selectors) => {
   return '';
 }"""
 
-_ATTACHMENTS_JS = """(args) => {
-  const seen = new Set(), hrefs = new Set(), items = [];
+# Waits until every source's container is on the page or past its own deadline (a
+# comments app renders after `load`). Resolves to nothing: the reader below decides.
+_AWAIT_SOURCES_JS = """(sources) => new Promise((resolve) => {
+  const started = Date.now();
+  const present = (sel) => {
+    try { return !!document.querySelector(sel); } catch (e) { return true; }
+  };
+  const check = () => {
+    const waiting = sources.some(
+      (s) => !present(s.container) && Date.now() - started < s.timeout_ms);
+    if (!waiting) { resolve(true); return; }
+    setTimeout(check, 50);
+  };
+  check();
+})"""
+
+# For each source: was its container seen, its "none" marker, and every file in it,
+# deduplicated by element and by href. Href-less items are marked to be clicked later.
+_READ_SOURCES_JS = """(args) => {
+  const seen = new Set(), hrefs = new Set(), out = [];
   const here = location.href.split('#')[0];
-  for (const sel of args.selectors) {
-    let els = []; try { els = document.querySelectorAll(sel); } catch (e) { continue; }
-    for (const el of els) {
-      if (seen.has(el)) continue;
-      seen.add(el);
-      const raw = el.getAttribute('href');
-      let href = '';
-      if (raw) { try { href = new URL(raw, document.baseURI).href; } catch (e) { href = ''; } }
-      const label = (el.innerText || el.textContent || '').trim().slice(0, 200);
-      if (/^https?:/i.test(href) && href.split('#')[0] !== here) {
-        if (hrefs.has(href)) continue;
-        hrefs.add(href);
-        items.push({href: href, label: label, click: ''});
-      } else {
-        const mark = String(items.length);
-        el.setAttribute(args.attribute, mark);
-        items.push({href: '', label: label, click: mark});
+  let marks = 0;
+  for (const source of args.sources) {
+    let containers = [];
+    try { containers = Array.from(document.querySelectorAll(source.container)); }
+    catch (e) { out.push({name: source.name, seen: false, empty_marker: false, items: [],
+                          error: String(e)}); continue; }
+    const report = {name: source.name, seen: containers.length > 0, empty_marker: false,
+                    items: [], error: ''};
+    for (const box of containers) {
+      if (source.empty) {
+        try { report.empty_marker = report.empty_marker || !!box.querySelector(source.empty); }
+        catch (e) { report.error = String(e); }
+      }
+      let els = [];
+      try { els = box.querySelectorAll(source.items); } catch (e) { report.error = String(e); }
+      for (const el of els) {
+        if (seen.has(el)) continue;
+        seen.add(el);
+        const raw = source.fetch === 'click' ? '' : el.getAttribute('href');
+        let href = '';
+        if (raw) { try { href = new URL(raw, document.baseURI).href; } catch (e) { href = ''; } }
+        const label = (el.getAttribute('title') || el.innerText || el.textContent ||
+                       el.getAttribute('aria-label') || '').trim().slice(0, 200);
+        if (/^https?:/i.test(href) && href.split('#')[0] !== here) {
+          if (hrefs.has(href)) continue;
+          hrefs.add(href);
+          report.items.push({href: href, label: label, click: ''});
+        } else {
+          const mark = args.prefix + String(marks++);
+          el.setAttribute(args.attribute, mark);
+          report.items.push({href: '', label: label, click: mark});
+        }
       }
     }
+    out.push(report);
   }
-  return items;
+  return out;
 }"""
 
 _LINK_JS = """(sel) => {
@@ -75,6 +116,7 @@ class PageVerdict:
 
     login: bool
     error_status: str = ""  # "PO_NOT_FOUND" | "ACCESS_DENIED" | ""
+    signed_in: bool = False  # a signed-in marker of the preset is on the page
 
 
 @dataclass(frozen=True)
@@ -84,19 +126,46 @@ class AttachmentLink:
     href: str
     label: str
     click: str = ""  # value of CLICK_ATTRIBUTE when there is no usable href
-    source: str = "po"  # "po" | "requisition"
+    source: str = "po"  # the page: "po" | "requisition"
+    place: str = ""  # the preset's source it came from: "header", "comments", ...
+
+
+@dataclass(frozen=True)
+class SourceReading:
+    """What one attachment source of one page showed: the evidence behind a count."""
+
+    page: str  # "po" | "requisition"
+    name: str
+    seen: bool
+    required: bool
+    links: tuple[AttachmentLink, ...] = ()
+    empty_marker: bool = False
+    problem: str = ""  # why the source is not understood ("" when it is)
+
+    @property
+    def understood(self) -> bool:
+        return not self.problem
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"{self.page} {self.name}: {self.problem}"
+        if not self.seen:
+            return f"{self.page} {self.name}: not on this page (optional)"
+        return f"{self.page} {self.name}: {len(self.links)} file(s)"
 
 
 def read_verdict(page: Page, site: SitePreset) -> PageVerdict:
     """Classify the loaded page: login wall (URL or form), error markers."""
     if any(fnmatch.fnmatchcase(page.url, pattern) for pattern in site.login_url_patterns):
         return PageVerdict(login=True)
-    markers = [{"status": m.status, "texts": list(m.texts), "selectors": list(m.selectors)}
-               for m in site.error_markers]
+    markers = [{"status": m.status, "texts": list(m.texts), "selectors": list(m.selectors),
+                "scope": m.scope} for m in site.error_markers]
     found = page.evaluate(_CLASSIFY_JS, {"login": list(site.login_selectors),
+                                         "signedIn": list(site.signed_in_selectors),
                                          "markers": markers})
     statuses = list(found["markers"])
-    return PageVerdict(login=bool(found["login"]), error_status=statuses[0] if statuses else "")
+    return PageVerdict(login=bool(found["login"]), error_status=statuses[0] if statuses else "",
+                       signed_in=bool(found["signedIn"]))
 
 
 def read_supplier(page: Page, site: SitePreset) -> str:
@@ -106,14 +175,40 @@ def read_supplier(page: Page, site: SitePreset) -> str:
     return str(page.evaluate(_SUPPLIER_JS, list(site.supplier_selectors)))
 
 
-def read_attachments(page: Page, site: SitePreset, source: str = "po") -> list[AttachmentLink]:
-    """Every attachment the preset's selectors find, deduplicated by element and href."""
-    if not site.attachment_selectors:
+def read_sources(page: Page, site: SitePreset, kind: str) -> list[SourceReading]:
+    """Wait for every attachment source of a `kind` page to render, then read each one."""
+    sources = site.sources_for(kind)
+    if not sources:
         return []
-    found = page.evaluate(_ATTACHMENTS_JS, {"selectors": list(site.attachment_selectors),
-                                            "attribute": CLICK_ATTRIBUTE})
-    return [AttachmentLink(href=item["href"], label=item["label"], click=item["click"],
-                           source=source) for item in found]
+    wanted = [{"name": s.name, "container": s.container, "items": s.items, "fetch": s.fetch,
+               "empty": s.empty, "timeout_ms": int(s.render_timeout_s * 1000)}
+              for s in sources]
+    page.evaluate(_AWAIT_SOURCES_JS, wanted)  # bounded by the longest render timeout
+    found = page.evaluate(_READ_SOURCES_JS, {"sources": wanted, "attribute": CLICK_ATTRIBUTE,
+                                             "prefix": kind[0]})
+    readings = []
+    for source, report in zip(sources, found, strict=True):
+        links = tuple(AttachmentLink(href=item["href"], label=item["label"],
+                                     click=item["click"], source=kind, place=source.name)
+                      for item in report["items"])
+        readings.append(SourceReading(page=kind, name=source.name, seen=bool(report["seen"]),
+                                      required=source.required, links=links,
+                                      empty_marker=bool(report["empty_marker"]),
+                                      problem=_problem(source, report)))
+    return readings
+
+
+def _problem(source: AttachmentSource, report: dict) -> str:
+    if report.get("error"):
+        return f"the preset's selector is invalid ({report['error'][:120]})"
+    if not report["seen"]:
+        if not source.required:
+            return ""
+        return (f"its container ({source.container}) did not appear within "
+                f"{source.render_timeout_s:g} s")
+    if source.empty and not report["items"] and not report["empty_marker"]:
+        return f"neither files nor the 'none' marker ({source.empty}) are shown"
+    return ""
 
 
 def read_requisition_url(page: Page, site: SitePreset) -> str:

@@ -2,15 +2,23 @@
 
     process_po(page, task, job) -> TaskResult                (inside a worker process)
 
-    navigate ─▶ classify ─▶ attachments ─▶ pdf ─┬──────────────────────┬─▶ downloads ─▶ save
-    (guarded)   login wall, error page,  of the  └─ none: requisition ─┘   (all at once,
-                429, 5xx, blocked URL    PO page      page's attachments    each verified)
+    navigate ─▶ classify ─▶ sources ─▶ pdf ─┬────────────────────────┬─▶ downloads ─▶ save
+    (guarded)   login wall, error page,    of the └─ none: requisition ─┘   (clicks, then
+                429, 5xx, left the site    PO page     page's sources        links; each
+                                                                              verified)
 
 PO-level problems never raise: they come back as a status, a short machine reason
-(HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, DOWNLOAD_TIMEOUT, ...) and a
-human message; `retryable` and `retry_after` ask the engine to requeue the PO. Only a
-browser that died under the job raises, so the engine can tell a crash from a PO.
-Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
+(HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, LAYOUT_UNKNOWN, DOWNLOAD_TIMEOUT,
+...) and a human message; `retryable` and `retry_after` ask the engine to requeue the
+PO. Only a browser that died under the job raises, so the engine can tell a crash from
+a PO. Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
+
+A negative answer needs evidence: NO_ATTACHMENTS only when every attachment source the
+preset names for the page was seen and was empty (the result lists each one); a source
+that never rendered fails the PO as LAYOUT_UNKNOWN. The main frame leaving the site's
+allow-list (an expired session sent to the identity provider) is LOGIN_REQUIRED when
+the URL is a sign-in URL or the site's probe page is walled too; otherwise BLOCKED_URL.
+
 The page is the worker's and may serve the next PO: everything an attempt hangs on it
 (routes, the CDP guard, download listeners) comes off again, and the page stays open.
 A kept page still shows the last PO's document until this PO's navigation commits, so
@@ -41,7 +49,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from pool_core.config import JobEnv
 from pool_core.downloads import Batch, Transfer, finish_downloads, start_downloads
 from pool_core.errors import UnsafePathError, UnsafeURLError, says_target_closed
-from pool_core.messages import FileRecord, POStatus, Task, TaskResult
+from pool_core.messages import FileRecord, POStatus, SourceReport, Task, TaskResult
 from pool_core.names import dedupe, safe_component, safe_filename
 from pool_core.po_folder import (
     MANIFEST_NAME,
@@ -54,8 +62,9 @@ from pool_core.po_folder import (
 )
 from pool_core.po_page import (
     AttachmentLink,
-    read_attachments,
+    SourceReading,
     read_requisition_url,
+    read_sources,
     read_supplier,
     read_verdict,
 )
@@ -72,6 +81,8 @@ DEFAULT_RETRY_AFTER_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
 # HTML_PAGE too: a session that expired mid-PO serves its sign-in page instead.
 TRANSIENT_DOWNLOAD_FAILURES = ("DOWNLOAD_TIMEOUT", "DOWNLOAD_FAILED", "HTML_PAGE")
+LAYOUT_RETRIES = 1  # a page not of the known shape is tried once more, then failed
+BLOCKED_REQUESTS_KEPT = 50  # sub-request URLs listed on the attempt (all are counted)
 PUBLISHED = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS)
 
 
@@ -109,6 +120,7 @@ class _Attempt:
     work: Path | None = None
     pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
     rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
+    readings: list[SourceReading] = field(default_factory=list)  # every source looked at
     downloads: Batch | None = None  # listening on the page until the attempt ends
     committed: bool = False  # a document of this attempt has replaced the handed one
 
@@ -186,15 +198,16 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     site = attempt.site
     response = _open(attempt, page, url, "the PO page")
     _classify(attempt, page, response, "the PO page")
-    with attempt.step("attachments", report=False):
+    with attempt.step("attachments"):  # a comments app may take seconds to render
         attempt.supplier_seen = read_supplier(page, site)
-        links = read_attachments(page, site, source="po")
+        links = _read_sources(attempt, page, "po")
+        requisition = read_requisition_url(page, site)
     # The PO page is the PO's record: print it before anything can take the page
-    # elsewhere (the requisition, or a link that navigates instead of downloading).
+    # elsewhere (the requisition, or a click that navigates instead of downloading).
     with attempt.step("pdf"):
         pdf = _print(attempt, page)
-    if not links and site.requisition_selector:
-        links = _requisition_links(attempt, page)
+    if requisition and _wants_requisition(site.requisition_when_no_pdf, links):
+        links += _requisition_links(attempt, page, requisition)
     attempt.work = new_work_folder(attempt.job.output_root)
     taken = {MANIFEST_NAME}
     pdf_name = dedupe(safe_filename(f"{attempt.task.po_number} PO page.pdf"), taken)
@@ -202,13 +215,35 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
                if link.href and (why := attempt.guard.problem(link.href))}
     with attempt.step("downloads"):
         batch = attempt.downloads = start_downloads(page, links, refused,
-                                                    attempt.job.nav_timeout_s)
+                                                    attempt.job.download_timeout_s,
+                                                    site.overlay_selectors)
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
                          lambda suggested: dedupe(safe_filename(suggested), taken))
-    _stop_if_blocked(attempt)
+    _stop_if_left_site(attempt, page)
     _stop_if_signed_out(attempt, batch.transfers)
+    _name_blocked_frames(attempt, batch.transfers)
     with attempt.step("save", report=False):
         return _save(attempt, batch.transfers, pdf, pdf_name, url)
+
+
+def _read_sources(attempt: _Attempt, page: Page, kind: str) -> list[AttachmentLink]:
+    """Every file the page's sources show; LAYOUT_UNKNOWN when one is not understood."""
+    readings = read_sources(page, attempt.site, kind)
+    attempt.readings.extend(readings)
+    problems = [r.describe() for r in readings if not r.understood]
+    if problems:
+        retry = attempt.task.attempt <= LAYOUT_RETRIES
+        raise _Stop(Outcome(POStatus.FAILED, "LAYOUT_UNKNOWN",
+                            f"the {kind} page is not the shape the site preset describes: "
+                            + "; ".join(problems), retryable=retry))
+    return [link for reading in readings for link in reading.links]
+
+
+def _wants_requisition(when_no_pdf: bool, links: list[AttachmentLink]) -> bool:
+    if not links:
+        return True
+    return when_no_pdf and not any(
+        (link.label or link.href).lower().split("?")[0].endswith(".pdf") for link in links)
 
 
 def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None:
@@ -220,7 +255,7 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
                                 f"{what} did not load within {attempt.job.nav_timeout_s:g} s",
                                 retryable=True)) from None
         except PlaywrightError as exc:
-            _stop_if_blocked(attempt)
+            _stop_if_left_site(attempt, page)
             if says_target_closed(exc):
                 raise
             if "ERR_BLOCKED_BY_CLIENT" in str(exc):
@@ -233,7 +268,7 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
 def _classify(attempt: _Attempt, page: Page, response: Response | None, what: str) -> None:
     """Raise _Stop unless the page is a readable PO (or requisition) page."""
     with attempt.step("classify", report=False):
-        _stop_if_blocked(attempt)
+        _stop_if_left_site(attempt, page)
         status = response.status if response is not None else 0
         if status == 429:
             delay = _retry_after(response)
@@ -276,12 +311,8 @@ def _print(attempt: _Attempt, page: Page) -> bytes | None:
         return None
 
 
-def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
-    """The PR fallback: the attachments of the PO's requisition, or [] when it has none."""
-    with attempt.step("requisition"):
-        url = read_requisition_url(page, attempt.site)
-    if not url:
-        return []
+def _requisition_links(attempt: _Attempt, page: Page, url: str) -> list[AttachmentLink]:
+    """The PR fallback: the files of the PO's requisition (its sources read as evidence)."""
     response = _open(attempt, page, url, "the requisition page")
     try:
         _classify(attempt, page, response, "the requisition page")
@@ -291,8 +322,8 @@ def _requisition_links(attempt: _Attempt, page: Page) -> list[AttachmentLink]:
         # The PO itself was fine: it has no documents we can reach.
         raise _Stop(replace(stop.outcome, status=POStatus.NO_ATTACHMENTS,
                             reason=f"REQUISITION_{stop.outcome.reason}")) from None
-    with attempt.step("attachments", report=False):
-        return read_attachments(page, attempt.site, source="requisition")
+    with attempt.step("requisition"):
+        return _read_sources(attempt, page, "requisition")
 
 
 def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_name: str,
@@ -309,7 +340,7 @@ def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_n
         records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
                                   hashlib.sha256(pdf).hexdigest(), "application/pdf",
                                   "page-pdf", url))
-    outcome = _status_of(transfers)
+    outcome = _status_of(transfers, attempt.readings)
     if attempt.pdf_problem:
         outcome = replace(outcome, message=f"{outcome.message}; {attempt.pdf_problem}")
     if outcome.status not in PUBLISHED:
@@ -330,8 +361,11 @@ def _verified(attempt: _Attempt, transfer: Transfer) -> bool:
     if transfer.failure or transfer.path is None:
         return False
     verdict = verify_file(transfer.path, transfer.path.name)
-    if verdict.ok:
+    if verdict.ok or verdict.reason == "TYPE_MISMATCH":
+        # A delivered document is never thrown away: a file whose bytes and name
+        # disagree is kept and flagged. Only an HTML page posing as a file is refused.
         transfer.sha256 = verdict.sha256
+        transfer.warning = verdict.detail
         return True
     transfer.failure, transfer.detail = verdict.reason, verdict.detail
     if 0 < verdict.size <= REJECTED_FILE_MAX_BYTES:
@@ -353,15 +387,20 @@ def _record(relative: Path, transfer: Transfer) -> FileRecord:
         name=transfer.path.name, path=str(relative / transfer.path.name),
         size=transfer.path.stat().st_size, sha256=transfer.sha256,
         content_type=_content_type(transfer.path.name), source=transfer.link.source,
-        source_url=download.url if download is not None else transfer.link.href)
+        source_url=download.url if download is not None else transfer.link.href,
+        place=transfer.link.place, warning=transfer.warning)
 
 
-def _status_of(transfers: list[Transfer]) -> Outcome:
+def _status_of(transfers: list[Transfer], readings: list[SourceReading]) -> Outcome:
     if not transfers:
-        return Outcome(POStatus.NO_ATTACHMENTS, "", "no attachments on the PO or its requisition")
+        looked = "; ".join(r.describe() for r in readings) or "the page lists no files"
+        return Outcome(POStatus.NO_ATTACHMENTS, "", f"no attachments ({looked})")
     failed = [t for t in transfers if t.failure]
     good = len(transfers) - len(failed)
     summary = f"{good} of {len(transfers)} attachments downloaded and verified"
+    flagged = [t for t in transfers if t.warning and not t.failure]
+    if flagged:
+        summary += (f"; {len(flagged)} kept with a warning ({flagged[0].warning[:120]})")
     if not failed:
         return Outcome(POStatus.COMPLETED, "", summary)
     first = failed[0]
@@ -382,18 +421,56 @@ def _manifest(attempt: _Attempt, outcome: Outcome, records: list[FileRecord],
         "message": outcome.message, "attempt": task.attempt,
         "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": [{"name": r.name, "size": r.size, "sha256": r.sha256,
-                   "content_type": r.content_type, "source": r.source,
-                   "source_url": r.source_url} for r in records],
+                   "content_type": r.content_type, "source": r.source, "place": r.place,
+                   "source_url": r.source_url, "warning": r.warning} for r in records],
         "failed": [{"label": t.link.label, "url": t.link.href, "reason": t.failure,
                     "detail": t.detail} for t in transfers if t.failure],
+        "sources": [{"page": r.page, "name": r.name, "seen": r.seen, "files": len(r.links),
+                     "problem": r.problem} for r in attempt.readings],
+        "subrequests_blocked": len(attempt.guard.subresources_blocked),
     }
 
 
-def _stop_if_blocked(attempt: _Attempt) -> None:
-    if attempt.guard.blocked:
-        url, why = attempt.guard.blocked[0]
-        raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
-                            f"the page tried to reach {url[:200]} ({why}); blocked"))
+def _stop_if_left_site(attempt: _Attempt, page: Page) -> None:
+    """The page was sent off the allow-list: a sign-in elsewhere, or a PO that leaves."""
+    if not attempt.guard.left_site:
+        return
+    url, why = attempt.guard.left_site[0]
+    if _signed_out(attempt, page, url):
+        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                            f"the site sent the browser to {url[:200]} (a sign-in page off "
+                            "the allow-list): the worker's session is not signed in"))
+    raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                        f"the page tried to go to {url[:200]} ({why}); blocked"))
+
+
+def _signed_out(attempt: _Attempt, page: Page, url: str) -> bool:
+    """Whether leaving for `url` means the session ended: its URL says so, or the probe."""
+    site = attempt.site
+    if any(fnmatch.fnmatchcase(url, pattern) for pattern in site.login_url_patterns):
+        return True
+    if not (site.probe_url and site.base_url):
+        return False
+    attempt.guard.left_site.clear()
+    probe = site.probe_url.format(base=site.base_url)
+    with attempt.step("probe"):
+        try:
+            page.goto(probe, wait_until="load", timeout=attempt.nav_ms)
+        except PlaywrightError as exc:
+            if says_target_closed(exc):
+                raise
+            return bool(attempt.guard.left_site)  # the probe page was sent away too
+        return read_verdict(page, site).login
+
+
+def _name_blocked_frames(attempt: _Attempt, transfers: list[Transfer]) -> None:
+    """A download whose frame failed because the guard refused a hop is BLOCKED_URL."""
+    if not attempt.guard.blocked_frames:
+        return
+    url, why = attempt.guard.blocked_frames[0]
+    for transfer in transfers:
+        if transfer.failure == "DOWNLOAD_FAILED" and transfer.final_url.startswith("chrome-error:"):
+            transfer.failure, transfer.detail = "BLOCKED_URL", f"{url[:200]}: {why}"
 
 
 def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
@@ -486,7 +563,10 @@ def _result(attempt: _Attempt, outcome: Outcome, evidence: tuple[str, ...]) -> T
         folder=outcome.folder, supplier_seen=attempt.supplier_seen,
         retryable=outcome.retryable, retry_after=outcome.retry_after,
         steps=tuple((name, round(seconds, 4)) for name, seconds in attempt.steps.items()),
-        evidence=evidence)
+        evidence=evidence,
+        sources=tuple(SourceReport(r.page, r.name, r.seen, len(r.links), r.problem)
+                      for r in attempt.readings),
+        blocked_requests=tuple(attempt.guard.subresources_blocked[:BLOCKED_REQUESTS_KEPT]))
 
 
 def _content_type(name: str) -> str:

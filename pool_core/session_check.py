@@ -257,17 +257,22 @@ def _probe_in(context: Any, site: SitePreset, url: str, nav_timeout_s: float) ->
             return ProbeResult(None, f"the probe page {url} did not load within "
                                f"{nav_timeout_s:g} s", url)
         except PlaywrightError as exc:
-            if guard.blocked:  # sent to a host off the allow-list: an SSO sign-in page
-                host = urlsplit(guard.blocked[0][0]).hostname
+            if guard.left_site:  # sent to a host off the allow-list: an SSO sign-in page
+                host = urlsplit(guard.left_site[0][0]).hostname
                 return ProbeResult(False, f"the probe page {url} sent the browser to {host} "
                                    "(a sign-in page off the allow-list)", url)
             return ProbeResult(None, f"the probe page {url} could not be opened: "
                                f"{str(exc).splitlines()[0][:200]}", url)
-        if read_verdict(page, site).login:
+        verdict = read_verdict(page, site)
+        if verdict.login:
             return ProbeResult(False, f"the probe page {url} showed the sign-in page", url)
         status = response.status if response is not None else 0
         if status >= 400:
             return ProbeResult(None, f"the probe page {url} answered HTTP {status}", url)
+        if site.signed_in_selectors and not verdict.signed_in:
+            return ProbeResult(None, f"the probe page {url} shows neither the sign-in page "
+                               f"nor a signed-in marker ({', '.join(site.signed_in_selectors)})",
+                               url)
         return ProbeResult(True, "signed in", url)
     finally:
         page.close()

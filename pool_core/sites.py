@@ -24,11 +24,44 @@ ALLOWED_SCHEMES = ("http", "https")
 
 @dataclass(frozen=True)
 class ErrorMarker:
-    """Text or selectors that mean "this page is an error page" with a given status."""
+    """Text or selectors that mean "this page is an error page" with a given status.
+
+    `texts` are looked for inside the elements `scope` selects (the whole body when
+    empty): on Coupa the error sits in the flash box, and a comment on a good PO that
+    says "access denied" must not make the PO an error page.
+    """
 
     status: str  # "PO_NOT_FOUND" | "ACCESS_DENIED"
     texts: tuple[str, ...] = ()
     selectors: tuple[str, ...] = ()
+    scope: str = ""
+
+
+FETCH_MODES = ("auto", "href", "click")
+PAGE_KINDS = ("po", "requisition")
+
+
+@dataclass(frozen=True)
+class AttachmentSource:
+    """One place of a page that holds files, and how to read it.
+
+    A source is *seen* when its `container` is on the page within `render_timeout_s`
+    (comments apps render after `load`); its files are the `items` inside it. A source
+    that was seen and holds no item is the evidence for "no attachments here"; a
+    source that never appeared means the page is not the shape we know (LAYOUT_UNKNOWN),
+    unless it is not `required`. `empty` optionally names the marker a site shows for
+    "none" (Coupa's `li.none`): when set, a seen container with neither items nor that
+    marker is also not understood.
+    """
+
+    name: str
+    container: str
+    items: str
+    fetch: str = "auto"  # "href": download the link; "click": click it; "auto": href if any
+    render_timeout_s: float = 5.0
+    pages: tuple[str, ...] = PAGE_KINDS
+    required: bool = True
+    empty: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,14 +74,28 @@ class SitePreset:
     probe_url: str = ""  # a page that shows the login wall when the session is invalid
     login_url_patterns: tuple[str, ...] = ()
     login_selectors: tuple[str, ...] = ()
+    signed_in_selectors: tuple[str, ...] = ()  # the probe page shows one when signed in
     error_markers: tuple[ErrorMarker, ...] = ()
-    attachment_selectors: tuple[str, ...] = ()
+    attachment_sources: tuple[AttachmentSource, ...] = ()
+    attachment_selectors: tuple[str, ...] = ()  # shorthand: one source, the whole page
+    overlay_selectors: tuple[str, ...] = ()  # hidden before clicking (floating bars)
     requisition_selector: str = ""
+    requisition_when_no_pdf: bool = False  # also look there when the PO has no PDF
     supplier_selectors: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()  # hostnames, "*.example.com", or "*" for any public
     allow_private: bool = False  # loopback/private/link-local targets (the demo only)
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def sources_for(self, kind: str) -> tuple[AttachmentSource, ...]:
+        """The attachment sources of a page of `kind` ("po" or "requisition")."""
+        if self.attachment_sources:
+            return tuple(s for s in self.attachment_sources if kind in s.pages)
+        if self.attachment_selectors:  # any page: the body is always there
+            return (AttachmentSource(name="page", container="body",
+                                     items=", ".join(self.attachment_selectors),
+                                     render_timeout_s=0.0),)
+        return ()
 
     def with_base_url(self, base_url: str) -> SitePreset:
         """Return a copy pointing at another deployment (the demo's port, a tenant)."""
@@ -165,14 +212,37 @@ def preset_from_dict(data: dict) -> SitePreset:
         raise ValueError("preset has no name")
     values = dict(data)
     for key in ("login_url_patterns", "login_selectors", "attachment_selectors",
-                "supplier_selectors", "allowed_hosts"):
+                "supplier_selectors", "allowed_hosts", "overlay_selectors",
+                "signed_in_selectors"):
         values[key] = tuple(values.get(key, ()))
     values["error_markers"] = tuple(
         ErrorMarker(status=m["status"], texts=tuple(m.get("texts", ())),
-                    selectors=tuple(m.get("selectors", ())))
+                    selectors=tuple(m.get("selectors", ())), scope=m.get("scope", ""))
         for m in values.get("error_markers", ())
     )
+    values["attachment_sources"] = tuple(
+        _source_from_dict(item) for item in values.get("attachment_sources", ()))
     return SitePreset(**values)
+
+
+def _source_from_dict(data: dict) -> AttachmentSource:
+    known = {f.name for f in fields(AttachmentSource)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown attachment source keys: {', '.join(sorted(unknown))}")
+    for key in ("name", "container", "items"):
+        if not data.get(key):
+            raise ValueError(f"attachment source {data.get('name', '?')!r} has no {key}")
+    values = dict(data)
+    if values.get("fetch", "auto") not in FETCH_MODES:
+        raise ValueError(f"attachment source {data['name']!r}: fetch must be one of "
+                         f"{', '.join(FETCH_MODES)}, not {values['fetch']!r}")
+    values["pages"] = tuple(values.get("pages", PAGE_KINDS))
+    if not values["pages"] or set(values["pages"]) - set(PAGE_KINDS):
+        raise ValueError(f"attachment source {data['name']!r}: pages must be among "
+                         f"{', '.join(PAGE_KINDS)}")
+    values["render_timeout_s"] = float(values.get("render_timeout_s", 5.0))
+    return AttachmentSource(**values)
 
 
 def load_preset(name: str, extra_dirs: tuple[Path, ...] = ()) -> SitePreset:

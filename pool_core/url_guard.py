@@ -10,7 +10,16 @@ Two layers, because Playwright's routing alone misses redirects:
   open, a CDP session with `Fetch.enable` pauses every request, redirect hops
   included, and fails those the preset refuses.
 
-Every refusal is recorded in `blocked`; the PO then fails with reason BLOCKED_URL.
+Nothing off the list is ever fetched, but what a refusal means depends on the request:
+
+* the main frame leaving the site (a PO page, or a click download, redirected to
+  another host: on Coupa that is the identity provider of an expired session) is
+  recorded in `left_site`; the job then decides between LOGIN_REQUIRED and BLOCKED_URL;
+* a document in a sub-frame (our download frames) is recorded in `blocked_frames`,
+  and that download fails as BLOCKED_URL;
+* everything else (analytics and monitoring scripts, beacons, fonts, images from
+  other hosts: every real Coupa page loads some) is aborted quietly and counted in
+  `subresources_blocked`; it is not the PO's business.
 
 Not covered: WebSockets (neither layer sees them) and host names that resolve to
 private addresses.
@@ -41,7 +50,10 @@ class RequestGuard:
 
     def __init__(self, site: SitePreset) -> None:
         self.site = site
-        self.blocked: list[tuple[str, str]] = []  # (url, why)
+        self.left_site: list[tuple[str, str]] = []  # main-frame navigations refused
+        self.blocked_frames: list[tuple[str, str]] = []  # sub-frame documents refused
+        self.subresources_blocked: list[str] = []  # other requests refused (distinct URLs)
+        self._main_frames: set[str] = set()  # CDP ids of our pages' main frames
         self._context: BrowserContext | None = None
         self._sessions: list[tuple[CDPSession, Page]] = []
         self._pages: list[Page] = []
@@ -72,6 +84,8 @@ class RequestGuard:
                         exc_info=True)
             return
         session.on("Fetch.requestPaused", lambda event: self._on_paused(session, event))
+        tree = session.send("Page.getFrameTree")
+        self._main_frames.add(tree["frameTree"]["frame"]["id"])
         session.send("Fetch.enable", {"patterns": [{"urlPattern": "*",
                                                     "requestStage": "Request"}]})
         self._sessions.append((session, page))
@@ -90,6 +104,7 @@ class RequestGuard:
                     session.detach()
         self._sessions.clear()
         self._pages.clear()
+        self._main_frames.clear()
         if self._context is not None:
             with suppress(PlaywrightError):  # the context is closed
                 self._context.unroute("**/*", self._on_route)
@@ -100,7 +115,7 @@ class RequestGuard:
         why = self.problem(url)
         try:
             if why:
-                self._record(url, why)
+                self._record(url, why, self._kind_of(route))
                 route.abort("blockedbyclient")
             elif not self._from_our_page(route):
                 log.info("refused a request of a popup: %s", url[:300])
@@ -109,6 +124,16 @@ class RequestGuard:
                 route.fallback()
         except PlaywrightError:
             pass  # the page went away while the request waited; nothing to let through
+
+    @staticmethod
+    def _kind_of(route: Route) -> str:
+        request = route.request
+        if not request.is_navigation_request():
+            return "subresource"
+        try:
+            return "main" if request.frame.parent_frame is None else "frame"
+        except PlaywrightError:
+            return "main"  # a popup's first navigation: it would leave with the page
 
     def _from_our_page(self, route: Route) -> bool:
         try:
@@ -124,7 +149,7 @@ class RequestGuard:
         why = self.problem(url)
         try:
             if why:
-                self._record(url, why)
+                self._record(url, why, self._kind_of_paused(event))
                 session.send("Fetch.failRequest", {"requestId": event["requestId"],
                                                    "errorReason": "BlockedByClient"})
             else:
@@ -132,7 +157,20 @@ class RequestGuard:
         except PlaywrightError:
             pass  # the page closed while the request was paused
 
-    def _record(self, url: str, why: str) -> None:
-        log.warning("blocked request to %s: %s", url[:300], why)
-        if all(seen != url for seen, _ in self.blocked):
-            self.blocked.append((url[:500], why))
+    def _kind_of_paused(self, event: dict[str, Any]) -> str:
+        if event.get("resourceType") != "Document":
+            return "subresource"
+        return "main" if event.get("frameId") in self._main_frames else "frame"
+
+    def _record(self, url: str, why: str, kind: str) -> None:
+        url = url[:500]
+        if kind == "subresource":
+            if url not in self.subresources_blocked:
+                log.debug("aborted a sub-request to %s: %s", url[:300], why)
+                self.subresources_blocked.append(url)
+            return
+        log.warning("blocked %s navigation to %s: %s",
+                    "a page" if kind == "main" else "a frame", url[:300], why)
+        seen = self.left_site if kind == "main" else self.blocked_frames
+        if all(known != url for known, _ in seen):
+            seen.append((url, why))
