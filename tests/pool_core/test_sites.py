@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pool_core.errors import UnsafeURLError
-from pool_core.sites import load_preset, load_presets
+from pool_core.sites import load_preset, load_presets, preset_from_dict
 
 REFUSED_SCHEMES = [
     "file:///etc/passwd", "chrome://settings", "data:text/html,<h1>x</h1>",
@@ -28,7 +28,37 @@ def test_it_ships_the_coupa_generic_and_demo_presets() -> None:
     assert {"coupa", "generic", "demo"} <= set(presets)
     coupa = presets["coupa"].with_base_url("https://acme.coupahost.com/")
     assert coupa.build_url("PO15262984") == "https://acme.coupahost.com/order_headers/15262984"
-    assert coupa.error_markers and coupa.attachment_selectors and coupa.requisition_selector
+    assert coupa.error_markers and coupa.requisition_selector
+    assert [s.name for s in coupa.sources_for("po")] == ["header", "comments"]
+    assert all(s.required for s in coupa.sources_for("requisition"))
+
+
+def test_a_tenant_adds_its_own_host_and_download_hosts_to_the_allow_list() -> None:
+    coupa = load_preset("coupa").for_tenant("https://buy.acme-corp.example/",
+                                            ("files.acme-corp.example", "*.cdn.example"))
+    assert coupa.base_url == "https://buy.acme-corp.example"
+    assert coupa.check_url("https://buy.acme-corp.example/order_headers/1") is None
+    assert coupa.check_url("https://files.acme-corp.example/a.pdf") is None
+    assert coupa.check_url("https://eu.cdn.example/a.pdf") is None
+    assert coupa.check_url("https://acme-corp.example/") is not None
+
+
+def test_the_attachment_selectors_shorthand_is_one_source_over_the_whole_page() -> None:
+    generic = load_preset("generic")
+    (source,) = generic.sources_for("po")
+    assert source.container == "body" and "a[download]" in source.items
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    ({"name": "h", "container": "div", "items": "a", "colour": "red"}, "unknown attachment"),
+    ({"name": "h", "container": "div", "items": "a", "fetch": "telepathy"}, "fetch must be"),
+    ({"name": "h", "container": "", "items": "a"}, "has no container"),
+    ({"name": "h", "container": "div", "items": "a", "pages": ["invoice"]}, "pages must be"),
+])
+def test_a_preset_with_a_bad_attachment_source_is_refused_loudly(
+        source: dict, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        preset_from_dict({"name": "acme", "attachment_sources": [source]})
 
 
 @pytest.mark.parametrize("url", REFUSED_SCHEMES)
