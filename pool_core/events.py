@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pool_core.messages import FileRecord, POStatus
+from pool_core.messages import FileRecord, POStatus, SourceReport
 from pool_core.state import PoolStatus
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class PORecord:
     evidence: tuple[str, ...] = ()
     remote_traceback: str = ""
     finished_at: float | None = None
+    sources: tuple[SourceReport, ...] = ()  # where the last attempt looked for files
+    blocked_requests: tuple[str, ...] = ()  # its sub-requests aborted off the allow-list
 
     @property
     def is_success(self) -> bool:

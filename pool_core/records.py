@@ -105,7 +105,8 @@ class RunBook:
             worker_id=track.worker_id, attempt_seconds=tuple(track.attempt_seconds),
             total_seconds=round(now - track.first_started, 3) if track.first_started else 0.0,
             steps=result.steps, evidence=result.evidence,
-            remote_traceback=result.remote_traceback, finished_at=time.time())
+            remote_traceback=result.remote_traceback, finished_at=time.time(),
+            sources=result.sources, blocked_requests=result.blocked_requests)
         track.state = "done"
         if self.keep_done:
             track.record = record

@@ -251,6 +251,12 @@ class Attempt(models.Model):
     html_evidence = models.CharField(max_length=1000, blank=True,
                                      help_text="HTML of a failure, relative to the output root")
     remote_traceback = models.TextField(blank=True)
+    sources = models.JSONField(
+        default=list, blank=True,
+        help_text="every place the attempt looked for files: page, source, seen, files")
+    blocked_requests = models.JSONField(
+        default=list, blank=True,
+        help_text="sub-requests to hosts off the allow-list, aborted (scripts, beacons...)")
 
     class Meta:
         ordering = ["po", "attempt_number", "id"]
@@ -278,7 +284,11 @@ class Document(models.Model):
     content_type = models.CharField(max_length=200, blank=True)
     path = models.CharField(max_length=1000, help_text="relative to the output root")
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.PO)
+    place = models.CharField(max_length=50, blank=True,
+                             help_text="where on the page: header, comments, ...")
     source_url = models.CharField(max_length=2000, blank=True)
+    warning = models.CharField(max_length=500, blank=True,
+                               help_text="kept, but its bytes do not match its name")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

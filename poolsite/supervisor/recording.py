@@ -11,6 +11,7 @@ attempt but not the outcome, so a PO ends with one final status and one set of f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -282,7 +283,9 @@ class Recorder:
                 finished_at=finished, duration=duration, status=status, retryable=False,
                 reason=(record.reason or "")[:100], message=record.message,
                 steps=[list(step) for step in record.steps], screenshot=screenshot,
-                html_evidence=html, remote_traceback=record.remote_traceback)
+                html_evidence=html, remote_traceback=record.remote_traceback,
+                sources=[dataclasses.asdict(source) for source in record.sources],
+                blocked_requests=list(record.blocked_requests))
             if not owned:
                 log.warning("PO %s finished here but its lease had moved on; outcome not "
                             "recorded (another host owns it)", record.po_number)
@@ -291,7 +294,8 @@ class Recorder:
             Document.objects.bulk_create([
                 Document(po_id=po_id, attempt=attempt, name=f.name[:255], size=f.size,
                          sha256=f.sha256, content_type=f.content_type[:200], path=f.path,
-                         source=f.source, source_url=f.source_url[:2000])
+                         source=f.source, source_url=f.source_url[:2000],
+                         place=f.place[:50], warning=f.warning[:500])
                 for f in record.files
             ])
             if cancel:
