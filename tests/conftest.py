@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pool_core.browser import find_browser
-from poolsite.demo_erp.server import DemoSite
+from poolsite.demo_erp.server import COMMENTS_DELAY, DemoSite
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -37,6 +37,25 @@ def site(demo_site: DemoSite) -> DemoSite:
     demo_site.latency = 0.0
     demo_site.down = False
     return demo_site
+
+
+@pytest.fixture(scope="session")
+def coupa_demo_site() -> Iterator[DemoSite]:
+    """The demo site in the "coupa" page shape, shared by the whole session."""
+    site = DemoSite(shape="coupa").start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def coupa_site(coupa_demo_site: DemoSite) -> DemoSite:
+    """The shared coupa-shape site with fresh counters and default timings, for one test."""
+    coupa_demo_site.reset_counters()
+    coupa_demo_site.latency = 0.0
+    coupa_demo_site.comments_delay = COMMENTS_DELAY
+    coupa_demo_site.revoke_after = None
+    coupa_demo_site.down = False
+    return coupa_demo_site
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,12 @@
 Special POs (fixed numbers below) each exercise one behaviour of a real site. Any
 other number of the form PO2xxxxx is a normal PO with 1-3 attachments derived from
 its digits, so batches of any size can be generated (`demo_batch`).
+
+The site has two page shapes. "simple" lists every file as a plain link on the PO
+page. "coupa" places each file as a real Coupa page does: a click-only span among the
+header attachments (downloaded in the same tab or through a new window), or a link
+in a comment that a script renders after the page has loaded; the requisition has its
+own id. `expected(po_number, shape=...)` is the ground truth of either shape.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import quote
 
 from poolsite.demo_erp import filetypes
 
@@ -38,6 +45,11 @@ MEMORY_HOG = "PO100012"  # the page eats renderer memory
 HOSTILE_NAMES = "PO100013"  # attachments with hostile suggested file names
 REDIRECT_OUT = "PO100014"  # the page redirects to a host outside the allow-list
 SUBREQUEST_OUT = "PO100015"  # loads an image from outside the allow-list (aborted quietly)
+# Specials of the coupa shape only (the simple shape does not know these numbers).
+COMMENTS_ONLY = "PO100016"  # files only in comments, an inline PDF among them
+HEADER_ONLY = "PO100017"  # files only as click-only header spans, one opening a window
+TYPE_MISMATCH = "PO100018"  # a ".pdf" whose bytes are a PNG: kept, with a warning
+COMMENTS_NEVER_RENDER = "PO100019"  # the comments app fails: the layout is unknown
 RATE_LIMIT_HITS = 2
 RETRY_AFTER_SECONDS = 1
 
@@ -46,7 +58,22 @@ SPECIALS = (
     RATE_LIMITED, SERVER_ERROR, HANG, STALLED_DOWNLOAD, STALL_ONCE, MEMORY_HOG,
     HOSTILE_NAMES, REDIRECT_OUT, SUBREQUEST_OUT,
 )
+COUPA_SPECIALS = (COMMENTS_ONLY, HEADER_ONLY, TYPE_MISMATCH, COMMENTS_NEVER_RENDER)
+# The specials that finish by themselves in the coupa shape (STALL_ONCE after one retry):
+# everything but HANG, MEMORY_HOG and STALLED_DOWNLOAD, which need the engine's limits.
+COUPA_FINISHING = tuple(
+    number for number in SPECIALS + COUPA_SPECIALS
+    if number not in (HANG, MEMORY_HOG, STALLED_DOWNLOAD))
 NORMAL_START = 200000
+
+SHAPES = ("simple", "coupa")
+# Where a file sits on a coupa page (and the ground truth's `source`).
+HEADER = "header"
+COMMENTS = "comments"
+REQUISITION = "requisition"
+# How a header span downloads its file: in the same tab, or through a new window.
+ASSIGN = "assign"
+WINDOW = "open"
 
 
 @dataclass(frozen=True)
@@ -69,12 +96,18 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ExpectedPO:
-    """What poolsite should end with for one PO."""
+    """What poolsite should end with for one PO.
+
+    In the coupa shape each attachment's `name` is the name the browser suggests (the
+    site's own file name) and its `source` is "header", "comments" or "requisition";
+    `warnings` names the files whose bytes do not match their extension.
+    """
 
     po_number: str
     status: str
     reason: str
     attachments: tuple[Attachment, ...]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,22 +132,24 @@ def digits_of(po_number: str) -> str:
     return po_number[2:] if po_number[:2].upper() in ("PO", "PM") else po_number
 
 
-def find(po_number: str) -> DemoPO | None:
+def find(po_number: str, shape: str = "simple") -> DemoPO | None:
     """Return the demo PO with this number (or digits), or None if the site has none."""
     digits = digits_of(po_number)
     if not digits.isdigit():
         return None
     number = "PO" + digits
     value = int(digits)
-    if number in SPECIALS:
+    if number in SPECIALS or (shape == "coupa" and number in COUPA_SPECIALS):
         return _special(number)
     if NORMAL_START <= value < NORMAL_START + 1_000_000:
         return _normal(number, value)
     return None
 
 
-def expected(po_number: str) -> ExpectedPO:
+def expected(po_number: str, shape: str = "simple") -> ExpectedPO:
     """Ground truth for a PO: final status, reason and every file with its sha256."""
+    if shape == "coupa":
+        return _expected_coupa(po_number)
     po = find(po_number)
     if po is None:
         return ExpectedPO(po_number, "PO_NOT_FOUND", "PO_NOT_FOUND", ())
@@ -158,6 +193,13 @@ def special_batch(base_url: str) -> list[dict]:
     """The special POs that finish by themselves (no hang, no memory hog)."""
     slow = {HANG, MEMORY_HOG, STALLED_DOWNLOAD}
     return [po_dict(base_url, number) for number in SPECIALS if number not in slow]
+
+
+def coupa_batch(n: int, start: int = NORMAL_START) -> list[str]:
+    """`n` PO numbers for an end-to-end run of the coupa shape: every special that
+    finishes by itself (`COUPA_FINISHING`), then normal POs up to `n`."""
+    specials = list(COUPA_FINISHING[:n])
+    return specials + [f"PO{start + i}" for i in range(n - len(specials))]
 
 
 def _normal(number: str, value: int) -> DemoPO:
@@ -210,6 +252,14 @@ def _special(number: str) -> DemoPO:
         po_files = (_attachment(number, 0, 0, "po"),
                     Attachment("never-arrives.pdf", "application/pdf",
                                filetypes.make_pdf("never", 1000), "po"))
+    elif number == COMMENTS_ONLY:
+        po_files = tuple(_attachment(number, 0, i, "po") for i in range(3))
+    elif number == HEADER_ONLY:
+        po_files = tuple(_attachment(number, 0, i, "po") for i in range(2))
+    elif number == TYPE_MISMATCH:
+        po_files = (Attachment("scanned-invoice.pdf", "application/pdf",
+                               filetypes.make_png(24, 16, (200, 40, 40)), "po"),
+                    _attachment(number, 2, 0, "po"))
     elif number == HOSTILE_NAMES:
         po_files = (
             Attachment("../../x.pdf", "application/pdf", filetypes.make_pdf("traversal"), "po"),
@@ -225,3 +275,170 @@ def _special(number: str) -> DemoPO:
         po_attachments=po_files,
         requisition_attachments=req_files,
     )
+
+
+# -- the coupa shape ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CoupaFile:
+    """One file on a coupa-shape page: where it sits and how the page downloads it."""
+
+    file_id: str
+    index: int  # its position among the PO's (or the requisition's) attachments
+    attachment: Attachment
+    on_requisition: bool
+    place: str  # HEADER (a click-only span) | COMMENTS (a link in a rendered comment)
+    click: str  # header spans: ASSIGN (same tab) | WINDOW (a new window); "" in comments
+
+    @property
+    def site_name(self) -> str:
+        return site_name(self.attachment.name)
+
+    @property
+    def source(self) -> str:
+        return REQUISITION if self.on_requisition else self.place
+
+    @property
+    def inline(self) -> bool:
+        """PDFs linked from comments open in the browser instead of downloading."""
+        return self.place == COMMENTS and self.attachment.content_type == "application/pdf"
+
+    @property
+    def path(self) -> str:
+        return f"/attachment/attachment_file/file/{self.file_id}/{quote(self.site_name)}"
+
+
+@dataclass(frozen=True)
+class Comment:
+    author: str
+    text: str
+    commented_at: str
+    files: tuple[CoupaFile, ...]
+
+
+COMMENT_AUTHORS = ("Pat Buyer", "Sam Approver", "Alex Requester", "Robin Receiver")
+# Each special's files, in order: (place, click) per PO file; its requisition's files
+# follow the same rule through _REQUISITION_LAYOUT.
+_COUPA_LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
+    SEVERAL: ((COMMENTS, ""), (HEADER, ASSIGN), (COMMENTS, ""), (HEADER, WINDOW)),
+    COMMENTS_ONLY: ((COMMENTS, ""), (COMMENTS, ""), (COMMENTS, "")),
+    HEADER_ONLY: ((HEADER, ASSIGN), (HEADER, WINDOW)),
+    TYPE_MISMATCH: ((HEADER, ASSIGN), (COMMENTS, "")),
+}
+_REQUISITION_LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
+    REQUISITION_ONLY: ((HEADER, ASSIGN), (COMMENTS, "")),
+}
+# The requisition id is a permutation of the PO's digits (not a prefix of them), so it
+# looks unrelated, as on a real site, yet maps back to its PO without a table.
+_REQ_MODULUS = 9_000_000
+_REQ_FACTOR = 7_919_993  # coprime with the modulus, hence invertible
+_REQ_OFFSET = 4_242_421
+
+
+def site_name(name: str) -> str:
+    """The site's own file name: spaces and punctuation but `.-_()` become `_`."""
+    return "".join(c if c.isalnum() or c in ".-_()" else "_" for c in name)
+
+
+def coupa_requisition_id(po: DemoPO) -> str:
+    value = int(po.digits)
+    return str(1_000_000 + (value * _REQ_FACTOR + _REQ_OFFSET) % _REQ_MODULUS)
+
+
+def po_of_requisition(requisition_id: str) -> DemoPO | None:
+    """The coupa-shape PO whose requisition has this id, or None."""
+    if not requisition_id.isdigit() or not 1_000_000 <= int(requisition_id) < 10_000_000:
+        return None
+    scrambled = int(requisition_id) - 1_000_000 - _REQ_OFFSET
+    value = scrambled * pow(_REQ_FACTOR, -1, _REQ_MODULUS) % _REQ_MODULUS
+    return find(str(value), shape="coupa")
+
+
+def coupa_files(po: DemoPO) -> tuple[CoupaFile, ...]:
+    """Every file of the PO and of its requisition, placed as the coupa shape shows them."""
+    files = [_placed(po, a, i, False) for i, a in enumerate(po.po_attachments)]
+    files += [_placed(po, a, i, True) for i, a in enumerate(po.requisition_attachments)]
+    return tuple(files)
+
+
+def coupa_file(file_id: str) -> tuple[DemoPO, CoupaFile] | None:
+    """The file behind an attachment URL's id (`13<po digits><slot>`), or None."""
+    if not (file_id.isdigit() and file_id.startswith("13") and len(file_id) > 4):
+        return None
+    po = find(file_id[2:-2], shape="coupa")
+    for file in coupa_files(po) if po else ():
+        if file.file_id == file_id:
+            assert po is not None
+            return po, file
+    return None
+
+
+def header_files(po: DemoPO, on_requisition: bool = False) -> tuple[CoupaFile, ...]:
+    return tuple(f for f in coupa_files(po)
+                 if f.on_requisition == on_requisition and f.place == HEADER)
+
+
+def coupa_comments(po: DemoPO, on_requisition: bool = False) -> tuple[Comment, ...]:
+    """The comments the page's comments app renders: notes, and one per file."""
+    if po.po_number == NO_ATTACHMENTS:
+        return ()  # a PO nobody discussed: the section shows 0 comments
+    value = int(po.digits)
+    document = "requisition" if on_requisition else "order"
+    comments = [Comment(COMMENT_AUTHORS[value % 2], f"Approved the {document}.",
+                        f"08/{10 + value % 18:02d}/25 at 09:{value % 60:02d} AM", ())]
+    files = [f for f in coupa_files(po)
+             if f.on_requisition == on_requisition and f.place == COMMENTS]
+    for n, file in enumerate(files):
+        comments.append(Comment(COMMENT_AUTHORS[(value + n + 2) % len(COMMENT_AUTHORS)],
+                                "Please find the document attached.",
+                                f"08/{9 + n:02d}/25 at 10:{(value + n) % 60:02d} AM", (file,)))
+    return tuple(reversed(comments))  # newest first, as the real list
+
+
+def _placed(po: DemoPO, attachment: Attachment, index: int, on_requisition: bool) -> CoupaFile:
+    layout = (_REQUISITION_LAYOUT if on_requisition else _COUPA_LAYOUT).get(po.po_number)
+    if layout is not None:
+        place, click = layout[index]
+    elif po.kind == "normal":
+        place, click = _normal_placement(po.po_number, index)
+    else:
+        place, click = HEADER, ASSIGN
+    slot = index + (50 if on_requisition else 0)
+    return CoupaFile(f"13{po.digits}{slot:02d}", index, attachment, on_requisition,
+                     place, click)
+
+
+def _normal_placement(number: str, index: int) -> tuple[str, str]:
+    """Split a normal PO's files between header spans and comments, by a stable hash."""
+    seed = hashlib.sha256(f"{number}:{index}".encode()).digest()
+    if seed[0] % 2:
+        return COMMENTS, ""
+    return HEADER, WINDOW if seed[1] % 3 == 0 else ASSIGN
+
+
+def _expected_coupa(po_number: str) -> ExpectedPO:
+    po = find(po_number, shape="coupa")
+    if po is None:
+        return ExpectedPO(po_number, "PO_NOT_FOUND", "PO_NOT_FOUND", ())
+    outcome = {
+        NO_ATTACHMENTS: ("NO_ATTACHMENTS", ""),
+        NOT_FOUND: ("PO_NOT_FOUND", "PO_NOT_FOUND"),
+        ACCESS_DENIED: ("ACCESS_DENIED", "ACCESS_DENIED"),
+        SERVER_ERROR: ("FAILED", "HTTP_500"),
+        HANG: ("TIMEOUT", "TIMEOUT"),
+        STALLED_DOWNLOAD: ("PARTIAL", "DOWNLOAD_TIMEOUT"),
+        MEMORY_HOG: ("FAILED", "MEMORY_LIMIT"),
+        REDIRECT_OUT: ("FAILED", "BLOCKED_URL"),
+        COMMENTS_NEVER_RENDER: ("FAILED", "LAYOUT_UNKNOWN"),
+    }.get(po.po_number, ("COMPLETED", ""))
+    files = coupa_files(po)
+    chosen = [f for f in files if not f.on_requisition] or list(files)
+    if po.po_number == STALLED_DOWNLOAD:
+        chosen = chosen[:1]  # the second one never arrives
+    if outcome[0] not in ("COMPLETED", "PARTIAL"):
+        chosen = []
+    attachments = tuple(
+        Attachment(f.site_name, f.attachment.content_type, f.attachment.body, f.source)
+        for f in chosen)
+    warnings = tuple(a.name for a in attachments if not filetypes.matches_name(a.name, a.body))
+    return ExpectedPO(po.po_number, outcome[0], outcome[1], attachments, warnings)

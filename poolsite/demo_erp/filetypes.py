@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import zipfile
+import zlib
 
 
 def make_pdf(text: str, pad_to: int = 0) -> bytes:
@@ -102,6 +104,31 @@ def make_msg(seed: str, size: int = 4096) -> bytes:
     return magic + _pseudo_random(seed, size - len(magic))
 
 
+def make_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """Build a valid PNG of one colour (logos, and a file that lies about its type)."""
+    row = b"\x00" + bytes(rgb) * width  # filter byte 0, then RGB pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(row * height, 9)) + _png_chunk(b"IEND", b""))
+
+
+# What a file of each extension starts with; other extensions are not checked.
+MAGIC = {
+    ".pdf": b"%PDF-",
+    ".xlsx": b"PK\x03\x04",
+    ".msg": bytes.fromhex("D0CF11E0A1B11AE1"),
+    ".png": b"\x89PNG\r\n\x1a\n",
+}
+
+
+def matches_name(name: str, body: bytes) -> bool:
+    """False when the bytes are plainly not what the file's extension says."""
+    for extension, magic in MAGIC.items():
+        if name.lower().endswith(extension):
+            return body.startswith(magic)
+    return True
+
+
 def make_text(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -113,6 +140,11 @@ def _pseudo_random(seed: str, size: int) -> bytes:
         out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
         counter += 1
     return bytes(out[:size])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def _xml(value: str) -> str:

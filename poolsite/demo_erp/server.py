@@ -1,6 +1,6 @@
 """The demo procurement site's HTTP server (threaded; slow pages block only themselves).
 
-    site = DemoSite(latency=0.2).start()
+    site = DemoSite(latency=0.2).start()          # shape="simple" (the default) or "coupa"
     site.base_url            # http://127.0.0.1:PORT
     site.signin_url("/")     # visiting it signs a browser in
     site.storage_state()     # a Playwright storage state with a live session
@@ -14,6 +14,15 @@ which invalidates every token issued before.
 
 A second listener on 127.0.0.2 is the "canary": a host outside every allow-list.
 Tests prove that no worker ever reaches it (`canary_hits`).
+
+Three more listeners serve the coupa shape (see `coupa_server`): an analytics CDN on
+127.0.0.3 and a monitoring agent on 127.0.0.4, which every coupa page loads scripts and
+beacons from (`third_party_hits`; no worker may reach them either), and an identity
+host on 127.0.0.5 that signs browsers in for the tenant (OpenID Connect style).
+
+`revoke_after=N` (or `site.revoke_after = N`) signs every browser out once, right
+after the N-th PO page served since it was set, as a real SSO session that ends
+mid-batch.
 """
 
 from __future__ import annotations
@@ -21,13 +30,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from poolsite.demo_erp import catalog, pages
 
@@ -36,6 +46,9 @@ DEMO_PASSWORD = "demo-password"
 # Hanging pages and stalled downloads wait at most this long (or until stop()).
 HANG_SECONDS = 600.0
 SESSION_MAX_AGE = 8 * 3600  # seconds; the sign-in cookie's lifetime, as an SSO's would be
+CODE_MAX_AGE = 120  # seconds an identity host's sign-in code stays valid
+OIDC_CALLBACK = "/sessions/oidc_callback"
+COMMENTS_DELAY = 0.6  # seconds the coupa shape's comments API takes, by default
 
 
 class DemoSite:
@@ -43,12 +56,23 @@ class DemoSite:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
                  canary_host: str = "127.0.0.2", require_login: bool = True,
-                 secret: bytes | str | None = None) -> None:
+                 secret: bytes | str | None = None, shape: str = "simple",
+                 comments_delay: float = COMMENTS_DELAY, revoke_after: int | None = None,
+                 analytics_host: str = "127.0.0.3", monitoring_host: str = "127.0.0.4",
+                 identity_host: str = "127.0.0.5", tenant_slug: str = "demo") -> None:
+        if shape not in catalog.SHAPES:
+            raise ValueError(f"unknown shape {shape!r}; expected one of {catalog.SHAPES}")
         self.host = host
         self.port = port
         self.latency = latency
         self.canary_host = canary_host
         self.require_login = require_login
+        self.shape = shape
+        self.comments_delay = comments_delay  # seconds before the comments app renders
+        self.analytics_host = analytics_host
+        self.monitoring_host = monitoring_host
+        self.identity_host = identity_host
+        self.tenant_slug = tenant_slug
         self.down = False  # answer 503 to everything (an outage)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -58,16 +82,32 @@ class DemoSite:
         self._generation = 0
         self._hits: Counter[str] = Counter()
         self._canary_hits = 0
+        self._third_party_hits: Counter[str] = Counter()
+        self._used_codes: set[str] = set()
+        self._revoke_after: int | None = None
+        self._pos_since_revoke_set = 0
+        self.revoke_after = revoke_after
         self._server: ThreadingHTTPServer | None = None
         self._canary: ThreadingHTTPServer | None = None
+        self._extra: dict[str, ThreadingHTTPServer] = {}
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> DemoSite:
-        self._server = _Server((self.host, self.port), _Handler, self)
+        # Imported here: coupa_server builds on this module's handler.
+        from poolsite.demo_erp import coupa_server
+
+        handler = coupa_server.CoupaHandler if self.shape == "coupa" else _Handler
+        self._server = _Server((self.host, self.port), handler, self)
         self.port = self._server.server_address[1]
         self._canary = _Server((self.canary_host, 0), _CanaryHandler, self)
-        for server in (self._server, self._canary):
+        self._extra = {
+            "analytics": _Server((self.analytics_host, 0), coupa_server.ThirdPartyHandler, self),
+            "monitoring": _Server((self.monitoring_host, 0), coupa_server.ThirdPartyHandler,
+                                  self),
+            "identity": _Server((self.identity_host, 0), coupa_server.IdentityHandler, self),
+        }
+        for server in (self._server, self._canary, *self._extra.values()):
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                       name="demo-erp", daemon=True)
             thread.start()
@@ -76,7 +116,7 @@ class DemoSite:
 
     def stop(self) -> None:
         self.stopping.set()
-        for server in (self._server, self._canary):
+        for server in (self._server, self._canary, *self._extra.values()):
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -91,6 +131,29 @@ class DemoSite:
     def canary_url(self) -> str:
         assert self._canary is not None
         return f"http://{self.canary_host}:{self._canary.server_address[1]}"
+
+    @property
+    def analytics_url(self) -> str:
+        return self._extra_url("analytics")
+
+    @property
+    def monitoring_url(self) -> str:
+        return self._extra_url("monitoring")
+
+    @property
+    def identity_url(self) -> str:
+        return self._extra_url("identity")
+
+    def _extra_url(self, name: str) -> str:
+        host, port = self._extra[name].server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def identity_signin_url(self, return_to: str = "/order_headers") -> str:
+        """Where the tenant sends a browser without a session (coupa shape)."""
+        query = urlencode({"client_id": "coupa", "response_type": "code",
+                           "redirect_uri": self.base_url + OIDC_CALLBACK, "state": return_to})
+        return (f"{self.identity_url}/realms/{self.tenant_slug}/protocol/openid-connect/auth"
+                f"?{query}")
 
     # -- sessions ------------------------------------------------------------------
     def new_session(self) -> str:
@@ -111,6 +174,49 @@ class DemoSite:
     def expire_sessions(self) -> None:
         """Sign every browser out, as an SSO session timing out would."""
         with self._lock:
+            self._generation += 1
+
+    def issue_code(self) -> str:
+        """A short-lived one-time sign-in code, as the identity host hands the tenant."""
+        body = f"code.{int(time.time())}.{secrets.token_urlsafe(12)}"
+        return f"{body}.{self._mac(body)}"
+
+    def redeem_code(self, code: str) -> bool:
+        """True once for a genuine, fresh code; False for forged, stale or reused ones."""
+        body, _, mac = code.rpartition(".")
+        kind, _, rest = body.partition(".")
+        issued, _, _nonce = rest.partition(".")
+        if kind != "code" or not issued.isdigit() or not hmac.compare_digest(
+                mac, self._mac(body)):
+            return False
+        if time.time() - int(issued) > CODE_MAX_AGE:
+            return False
+        with self._lock:
+            if body in self._used_codes:
+                return False
+            self._used_codes.add(body)
+        return True
+
+    @property
+    def revoke_after(self) -> int | None:
+        return self._revoke_after
+
+    @revoke_after.setter
+    def revoke_after(self, count: int | None) -> None:
+        """Sign everyone out once, after `count` more PO pages are served (None: never)."""
+        with self._lock:
+            self._revoke_after = count
+            self._pos_since_revoke_set = 0
+
+    def po_page_served(self) -> None:
+        """Count a PO page served (200); revoke every session when the count is reached."""
+        with self._lock:
+            if self._revoke_after is None:
+                return
+            self._pos_since_revoke_set += 1
+            if self._pos_since_revoke_set < self._revoke_after:
+                return
+            self._revoke_after = None
             self._generation += 1
 
     def _mac(self, body: str) -> str:
@@ -147,11 +253,22 @@ class DemoSite:
         with self._lock:
             return self._canary_hits
 
+    def count_third_party(self, host: str) -> None:
+        with self._lock:
+            self._third_party_hits[host] += 1
+
+    @property
+    def third_party_hits(self) -> int:
+        """Hits on the analytics and monitoring hosts together."""
+        with self._lock:
+            return sum(self._third_party_hits.values())
+
     def reset_counters(self) -> None:
         """Forget hits, so rate limits and stall-once behave as on a first visit."""
         with self._lock:
             self._hits.clear()
             self._canary_hits = 0
+            self._third_party_hits.clear()
 
 
 class _Server(ThreadingHTTPServer):
@@ -161,6 +278,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type, site: DemoSite) -> None:
         self.site = site
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that hangs up mid-response (a test ends, a worker is killed while the
+        # comments are still delayed) is ordinary here, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -239,6 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
         canary = self.site.canary_url if number == catalog.SUBREQUEST_OUT else ""
         self._html(HTTPStatus.OK, pages.purchase_order(
             po, canary_url=canary, memory_hog=number == catalog.MEMORY_HOG))
+        self.site.po_page_served()
 
     def _requisition(self, requisition_id: str) -> None:
         po = catalog.find(requisition_id[1:]) if requisition_id.startswith("5") else None
@@ -260,13 +385,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._download(files[index], stall=stall)
 
     # -- responses -------------------------------------------------------------------
-    def _download(self, attachment: catalog.Attachment, stall: bool) -> None:
-        fallback = "".join(c if c.isalnum() or c in "._- " else "_" for c in attachment.name)
+    def _download(self, attachment: catalog.Attachment, stall: bool, filename: str = "",
+                  inline: bool = False) -> None:
+        """Send a file as an attachment (or inline) under `filename` (default: its name)."""
+        name = filename or attachment.name
+        fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._- ") else "_"
+                           for c in name)
+        if inline:
+            disposition = f'inline; filename="{fallback[:200]}"'
+        else:
+            disposition = (f'attachment; filename="{fallback[:200]}"; '
+                           f"filename*=UTF-8''{quote(name, safe='')}")
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", attachment.content_type)
         self.send_header("Content-Length", str(attachment.size))
-        self.send_header("Content-Disposition", f'attachment; filename="{fallback[:200]}"; '
-                         f"filename*=UTF-8''{quote(attachment.name, safe='')}")
+        self.send_header("Content-Disposition", disposition)
         self.end_headers()
         if stall:
             # Send a little, then nothing: the download never completes.
