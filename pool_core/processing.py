@@ -232,6 +232,7 @@ def _read_sources(attempt: _Attempt, page: Page, kind: str) -> list[AttachmentLi
     attempt.readings.extend(readings)
     problems = [r.describe() for r in readings if not r.understood]
     if problems:
+        _stop_if_sent_to_sign_in(attempt)  # a comments app whose data request was walled
         retry = attempt.task.attempt <= LAYOUT_RETRIES
         raise _Stop(Outcome(POStatus.FAILED, "LAYOUT_UNKNOWN",
                             f"the {kind} page is not the shape the site preset describes: "
@@ -447,7 +448,7 @@ def _stop_if_left_site(attempt: _Attempt, page: Page) -> None:
 def _signed_out(attempt: _Attempt, page: Page, url: str) -> bool:
     """Whether leaving for `url` means the session ended: its URL says so, or the probe."""
     site = attempt.site
-    if any(fnmatch.fnmatchcase(url, pattern) for pattern in site.login_url_patterns):
+    if _is_sign_in(site, url):
         return True
     if not (site.probe_url and site.base_url):
         return False
@@ -477,10 +478,27 @@ def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
     """An attachment led to the sign-in page: the session expired during the PO."""
     for transfer in transfers:
         url = transfer.final_url
-        if url and any(fnmatch.fnmatchcase(url, p) for p in attempt.site.login_url_patterns):
+        if url and _is_sign_in(attempt.site, url):
             raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
                                 f"an attachment led to the sign-in page ({url[:200]}): "
                                 "the session expired during the PO"))
+    if any(t.failure for t in transfers):
+        _stop_if_sent_to_sign_in(attempt)
+
+
+def _stop_if_sent_to_sign_in(attempt: _Attempt) -> None:
+    """A request of the page was redirected to a sign-in URL (and refused there)."""
+    guard = attempt.guard
+    refused = [url for url, _ in guard.blocked_frames] + guard.subresources_blocked
+    for url in refused:
+        if _is_sign_in(attempt.site, url):
+            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                                f"a request of the page was sent to the sign-in page "
+                                f"({url[:200]}): the session expired during the PO"))
+
+
+def _is_sign_in(site: SitePreset, url: str) -> bool:
+    return any(fnmatch.fnmatchcase(url, pattern) for pattern in site.login_url_patterns)
 
 
 def _retry_after(response: Response | None) -> float:

@@ -223,6 +223,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.server.site.count_identity()
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path != self._realm_path("/protocol/openid-connect/auth"):
@@ -233,6 +234,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
             self.server.site.tenant_slug, self._fields(query)))
 
     def do_POST(self) -> None:
+        self.server.site.count_identity()
         url = urlsplit(self.path)
         length = min(int(self.headers.get("Content-Length") or 0), 64_000)
         form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}

@@ -83,6 +83,7 @@ class DemoSite:
         self._hits: Counter[str] = Counter()
         self._canary_hits = 0
         self._third_party_hits: Counter[str] = Counter()
+        self._identity_hits = 0
         self._used_codes: set[str] = set()
         self._revoke_after: int | None = None
         self._pos_since_revoke_set = 0
@@ -257,6 +258,16 @@ class DemoSite:
         with self._lock:
             self._third_party_hits[host] += 1
 
+    def count_identity(self) -> None:
+        with self._lock:
+            self._identity_hits += 1
+
+    @property
+    def identity_hits(self) -> int:
+        """Requests the identity host received (sign-in pages, form posts)."""
+        with self._lock:
+            return self._identity_hits
+
     @property
     def third_party_hits(self) -> int:
         """Hits on the analytics and monitoring hosts together."""
@@ -269,6 +280,7 @@ class DemoSite:
             self._hits.clear()
             self._canary_hits = 0
             self._third_party_hits.clear()
+            self._identity_hits = 0
 
 
 class _Server(ThreadingHTTPServer):
