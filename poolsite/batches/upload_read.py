@@ -32,6 +32,7 @@ DELIMITERS = (",", ";", "\t", "|")
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
 ENTITY_MARKERS = (b"<!doctype", b"<!entity")
+PO_SHEET = "po_data"  # the sheet Coupa users keep their POs on, beside others
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Table:
     kind: str = "csv"
     encoding: str = ""
     sheet: str = ""
+    header_row: int = 1  # the first non-blank row, where the header was read
 
 
 def read_table(data: bytes, filename: str, *, sheet: str | None = None, max_rows: int,
@@ -174,6 +176,7 @@ def _fill(table: Table, rows: Iterator[tuple[int, Any]], max_rows: int,
                          row=number)
         if not table.headers:
             table.headers = [header_text(cell) for cell in cells]
+            table.header_row = number
             continue
         if len(table.rows) >= max_rows:
             raise refuse(f"more than {max_rows:,} rows; the limit is {max_rows:,} POs per "
@@ -210,7 +213,7 @@ def _read_xlsx(data: bytes, sheet: str | None, max_rows: int,
         names = workbook.sheetnames
         if sheet and sheet not in names:
             raise refuse(f"no sheet named {sheet!r}; the workbook has: {', '.join(names)}")
-        worksheet = workbook[sheet or names[0]]
+        worksheet = workbook[sheet or po_sheet_name(names)]
         table = Table(headers=[], kind="xlsx", sheet=worksheet.title)
         estimate = getattr(worksheet, "max_row", None) or 0
         # Read-only rows are padded to max_col: ask for no more than the sheet's width.
@@ -226,6 +229,11 @@ def _read_xlsx(data: bytes, sheet: str | None, max_rows: int,
         return table
     finally:
         workbook.close()
+
+
+def po_sheet_name(names: list[str]) -> str:
+    """The sheet to read when none is named: `PO_Data` (any case) if present, else the first."""
+    return next((name for name in names if name.strip().lower() == PO_SHEET), names[0])
 
 
 def _check_zip(data: bytes) -> None:
