@@ -26,7 +26,7 @@ from poolsite.supervisor.recording import Recorder
 from tests.poolsite.base import BaseTestCase
 
 
-def workbook(sheets: list[tuple[str, list[list[Any]]]]) -> bytes:
+def workbook(sheets: list[tuple[str, list[Any]]]) -> bytes:
     from openpyxl import Workbook
 
     book = Workbook()
