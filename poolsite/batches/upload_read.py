@@ -77,7 +77,6 @@ class Table:
     kind: str = "csv"
     encoding: str = ""
     sheet: str = ""
-    header_row: int = 1  # the first non-blank row, where the header was read
 
 
 def read_table(data: bytes, filename: str, *, sheet: str | None = None, max_rows: int,
@@ -176,7 +175,6 @@ def _fill(table: Table, rows: Iterator[tuple[int, Any]], max_rows: int,
                          row=number)
         if not table.headers:
             table.headers = [header_text(cell) for cell in cells]
-            table.header_row = number
             continue
         if len(table.rows) >= max_rows:
             raise refuse(f"more than {max_rows:,} rows; the limit is {max_rows:,} POs per "
