@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -24,6 +25,7 @@ from poolsite.batches.models import (
     POQuerySet,
     PurchaseOrder,
     Run,
+    Site,
 )
 
 
@@ -98,21 +100,21 @@ class SupplierFilter(admin.SimpleListFilter):
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
-    list_display = ("name", "id", "site_preset", "uploaded_by", "uploaded_at", "po_count",
-                    "pending", "succeeded", "failed")
-    list_filter = ("site_preset", "uploaded_at", "uploaded_by")
+    list_display = ("name", "id", "site", "site_preset", "uploaded_by", "uploaded_at",
+                    "po_count", "pending", "succeeded", "failed")
+    list_filter = ("site", "site_preset", "uploaded_at", "uploaded_by")
     search_fields = ("name", "source_name", "source_sha256", "notes")
     date_hierarchy = "uploaded_at"
     readonly_fields = ("uploaded_by", "uploaded_at", "source_name", "source_sha256",
-                       "source_size", "site_preset", "site_base_url", "po_count",
-                       "extra_columns")
+                       "source_size", "source_sheet", "site", "site_preset", "site_base_url",
+                       "po_count", "extra_columns")
     fields = ("name", "notes", *readonly_fields)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # batches come from batch_import, validated whole
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Batch]:
-        return super().get_queryset(request).select_related("uploaded_by").annotate(
+        return super().get_queryset(request).select_related("uploaded_by", "site").annotate(
             n_pending=Count("pos", filter=Q(pos__status__in=PENDING_STATUSES)),
             n_succeeded=Count("pos", filter=Q(pos__status__in=SUCCESS_STATUSES)),
             n_failed=Count("pos", filter=Q(pos__status__in=RETRYABLE_STATUSES)),
@@ -136,13 +138,14 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
     list_display = ("po_number", "supplier", "batch", "amount", "status", "reason",
                     "attempts", "last_attempt_at")
     list_filter = ("status", "batch", SupplierFilter, "last_attempt_at", "reason")
-    search_fields = ("po_number", "supplier")
+    search_fields = ("po_number", "supplier", "supplier_seen")
     date_hierarchy = "last_attempt_at"
     list_select_related = ("batch",)
     list_per_page = 100
     inlines = (AttemptInline, DocumentInline)
     actions = ("retry_selected_failed", "export_selected_csv", "export_selected_xlsx")
-    readonly_fields = ("batch", "row_number", "po_number", "supplier", "url", "amount",
+    readonly_fields = ("batch", "row_number", "po_number", "supplier", "supplier_seen", "url",
+                       "amount",
                        "extra", "status", "reason", "message", "attempts", "output_folder",
                        "first_attempt_at", "last_attempt_at", "leased_by", "lease_expires_at")
 
@@ -248,3 +251,41 @@ class ControlActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("username", "po__po_number", "batch__name", "outcome_message")
     date_hierarchy = "created_at"
     list_select_related = ("batch", "run", "po")
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    """Sites as on the Sites page; every save and delete is audited the same way."""
+
+    list_display = ("name", "preset", "base_url", "extra_hosts", "created_at", "updated_at")
+    list_filter = ("preset",)
+    search_fields = ("name", "base_url")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        from poolsite.batches.forms import SiteForm
+
+        kwargs["form"] = SiteForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Site, form: Any, change: bool) -> None:
+        if change:
+            before = Site.objects.get(pk=obj.pk).audited_values()
+            if obj.audited_values() == before:
+                return
+            obj.updated_at = timezone.now()
+            obj.save()
+            obj.record_change(request.user, ControlAction.Action.CHANGE_SITE, before)
+        else:
+            obj.save()
+            obj.record_change(request.user, ControlAction.Action.ADD_SITE)
+
+    def delete_model(self, request: HttpRequest, obj: Site) -> None:
+        before = obj.audited_values()
+        obj.record_change(request.user, ControlAction.Action.DELETE_SITE, before)
+        obj.delete()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        for site in queryset:
+            self.delete_model(request, site)

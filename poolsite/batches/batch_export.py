@@ -44,7 +44,8 @@ def results_rows(pos: QuerySet[PurchaseOrder],
     documents = Prefetch("documents", queryset=Document.objects.only("po_id", "name"))
     for po in pos.order_by("batch_id", "id").prefetch_related(documents).iterator(2000):
         names = [d.name for d in po.documents.all()]
-        yield [po.po_number, po.supplier, po.amount, po.url, po.status, po.reason,
+        # No supplier in the file: the one the worker read from the PO page.
+        yield [po.po_number, po.supplier_shown, po.amount, po.url, po.status, po.reason,
                po.message, po.attempts, len(names), "; ".join(names), po.output_folder,
                po.first_attempt_at, po.last_attempt_at,
                *(po.extra.get(c, "") for c in extra_columns)]

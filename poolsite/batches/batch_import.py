@@ -1,12 +1,15 @@
 """Turn an uploaded file into a Batch of POs: validate everything, then store it whole.
 
-    parse_upload(data, filename=..., preset=...) -> Upload   (rows + problems; no DB)
+    parse_upload(data, filename=..., site=Site | preset=...) -> Upload   (rows + problems; no DB)
     batch_create(upload, name=..., uploaded_by=...) -> Batch  (one transaction)
     batch_import(data, filename=..., ...) -> Batch            (both; ImportRefused on problems)
     batch_import_rows([{po_number, supplier, url, amount, ...}], ...) -> Batch
 
 A batch is created whole or not at all: every problem is listed with its row, column
-and value before anything touches the database.
+and value before anything touches the database. Only po_number is required; without a
+supplier column the worker reads the supplier from the PO page, and without an amount
+column the POs have none. The file itself is kept with the batch (BatchSource) for the
+results workbook.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from pool_core.sites import SitePreset, load_presets
+from pool_core.sites import SitePreset
 from poolsite.batches.models import (
     AMOUNT_DIGITS,
     AMOUNT_PLACES,
     Batch,
+    BatchSource,
     PurchaseOrder,
+    Site,
     Status,
     amount_text,
 )
+from poolsite.batches.site_rules import site_presets
 from poolsite.batches.upload_read import (
     ImportRefused,
     Problem,
@@ -49,16 +55,17 @@ __all__ = [
     "batch_import_rows", "parse_upload", "site_presets",
 ]
 
-DEFAULT_DEMO_URL = "http://127.0.0.1:8001"
-REQUIRED = ("po_number", "supplier", "amount")
+REQUIRED = ("po_number",)
+# Matched after header_key(): "PO Number", "PO_NUMBER" and "po number" are all po_number.
 ALIASES: dict[str, tuple[str, ...]] = {
     "po_number": ("po_number", "po", "po_no", "po_nr", "po_num", "ponumber", "po_id",
                   "purchase_order", "purchase_order_number", "purchase_order_no",
                   "order_number", "order_no"),
-    "supplier": ("supplier", "supplier_name", "vendor", "vendor_name"),
+    "supplier": ("supplier", "supplier_name", "vendor", "vendor_name", "po_supplier",
+                 "po_supplier_name"),
     "url": ("url", "po_url", "link", "po_link", "page_url", "address"),
     "amount": ("amount", "po_amount", "total", "total_amount", "amount_total", "value",
-               "po_value", "net_amount"),
+               "po_value", "net_amount", "po_total", "order_total"),
 }
 CANONICAL = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
 PO_NUMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -77,7 +84,7 @@ class ParsedRow:
     po_number: str
     supplier: str
     url: str
-    amount: Decimal
+    amount: Decimal | None
     extra: dict[str, str]
 
 
@@ -97,6 +104,8 @@ class Upload:
     rows: list[ParsedRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    site: Site | None = None  # the configured site, when the upload names one
+    data: bytes = field(default=b"", repr=False)  # the file, kept with the batch
 
     @property
     def ok(self) -> bool:
@@ -113,28 +122,27 @@ class Upload:
                 for row in self.rows[:n]]
 
     def total_amount(self) -> str:
-        return amount_text(sum((row.amount for row in self.rows), Decimal(0)))
+        amounts = [row.amount for row in self.rows if row.amount is not None]
+        return amount_text(sum(amounts, Decimal(0))) if amounts else ""
 
     def supplier_count(self) -> int:
-        return len({row.supplier for row in self.rows})
+        return len({row.supplier for row in self.rows if row.supplier})
 
 
-def site_presets() -> dict[str, SitePreset]:
-    """Return the site presets, the demo one pointing at this deployment's demo site."""
-    extra_dir = getattr(settings, "POOL_SITES_DIR", "")
-    presets = load_presets((Path(extra_dir),) if extra_dir else ())
-    if "demo" in presets:
-        demo_url = getattr(settings, "POOL_DEMO_URL", "") or DEFAULT_DEMO_URL
-        presets["demo"] = presets["demo"].with_base_url(demo_url)
-    return presets
+def parse_upload(data: bytes, *, filename: str, preset: str | SitePreset = "",
+                 site: Site | None = None, sheet: str | None = None,
+                 progress: Progress | None = None) -> Upload:
+    """Read and validate a file without touching the database.
 
-
-def parse_upload(data: bytes, *, filename: str, preset: str | SitePreset,
-                 sheet: str | None = None, progress: Progress | None = None) -> Upload:
-    """Read and validate a file without touching the database."""
-    site = preset if isinstance(preset, SitePreset) else _preset(preset)
+    `site` (a configured Site) wins over `preset`; its URLs are checked against the
+    tenant's allow-list. KeyError when the site's preset is no longer loaded.
+    """
+    if site is not None:
+        rules = site.tenant_preset()
+    else:
+        rules = preset if isinstance(preset, SitePreset) else _preset(preset or "demo")
     upload = Upload(filename=filename, sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data), preset=site)
+                    size=len(data), preset=rules, site=site, data=data)
     try:
         table = read_table(data, filename, sheet=sheet or None,
                            max_rows=settings.POOL_MAX_ROWS,
@@ -165,10 +173,12 @@ def batch_create(upload: Upload, *, name: str = "", uploaded_by: Any = None,
             name=(name or Path(upload.filename).stem or "batch")[:200],
             uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
             source_name=upload.filename[:255], source_sha256=upload.sha256,
-            source_size=upload.size, site_preset=upload.preset.name,
-            site_base_url=upload.preset.base_url, notes=notes, po_count=total,
-            extra_columns=upload.extra_columns,
+            source_size=upload.size, source_sheet=upload.sheet[:100], site=upload.site,
+            site_preset=upload.preset.name, site_base_url=upload.preset.base_url,
+            notes=notes, po_count=total, extra_columns=upload.extra_columns,
         )
+        if upload.data:
+            BatchSource.objects.create(batch=batch, kind=upload.kind, data=upload.data)
         for start in range(0, total, chunk):
             _insert_pos(batch, upload.rows[start:start + chunk])
             if progress:
@@ -186,6 +196,7 @@ def _insert_pos(batch: Batch, rows: list[ParsedRow]) -> None:
     meta = PurchaseOrder._meta
     amount_field, extra_field = meta.get_field("amount"), meta.get_field("extra")
     defaults: dict[str, Any] = {
+        "supplier_seen": "",
         "status": Status.QUEUED.value, "reason": "", "message": "", "attempts": 0,
         "output_folder": "", "first_attempt_at": None, "last_attempt_at": None,
         "leased_by": "", "lease_expires_at": None,
@@ -207,10 +218,11 @@ def _insert_pos(batch: Batch, rows: list[ParsedRow]) -> None:
 
 
 def batch_import(data: bytes, *, filename: str, preset: str | SitePreset = "demo",
-                 name: str = "", uploaded_by: Any = None, sheet: str | None = None,
-                 notes: str = "", progress: Progress | None = None) -> Batch:
+                 site: Site | None = None, name: str = "", uploaded_by: Any = None,
+                 sheet: str | None = None, notes: str = "",
+                 progress: Progress | None = None) -> Batch:
     """Validate and store a CSV/XLSX file as a Batch; raise ImportRefused on any problem."""
-    upload = parse_upload(data, filename=filename, preset=preset, sheet=sheet,
+    upload = parse_upload(data, filename=filename, preset=preset, site=site, sheet=sheet,
                           progress=progress)
     if not upload.ok:
         raise ImportRefused(upload.problems or [Problem("the file has no PO rows")])
@@ -219,10 +231,10 @@ def batch_import(data: bytes, *, filename: str, preset: str | SitePreset = "demo
 
 
 def batch_import_rows(rows: Iterable[Mapping[str, Any]], *, name: str,
-                      preset: str | SitePreset = "demo", uploaded_by: Any = None,
-                      notes: str = "") -> Batch:
+                      preset: str | SitePreset = "demo", site: Site | None = None,
+                      uploaded_by: Any = None, notes: str = "") -> Batch:
     """Import rows given as dicts (demo data, scripts) through the same validation."""
-    return batch_import(rows_to_csv(rows), filename=f"{name}.csv", preset=preset,
+    return batch_import(rows_to_csv(rows), filename=f"{name}.csv", preset=preset, site=site,
                         name=name, uploaded_by=uploaded_by, notes=notes)
 
 
@@ -363,23 +375,28 @@ def _validate_row(number: int, cells: list[Any], layout: Layout,
     for name, text in texts.items():
         if text.startswith("="):
             problem(name, "looks like a spreadsheet formula: import values only", text)
-    po_number, supplier = texts["po_number"], texts["supplier"]
+    po_number, supplier = texts["po_number"], texts.get("supplier", "")
     if not po_number:
         problem("po_number", "PO number is missing", po_number)
     elif not PO_NUMBER_RE.match(po_number) and not po_number.startswith("="):
         problem("po_number", "a PO number is letters, digits, '.', '_' and '-' "
                 "(at most 64 characters)", po_number)
-    if not supplier:
-        problem("supplier", "supplier is missing", supplier)
+    # Optional columns: absent is fine, but a column given is filled on every row (a gap
+    # is more often a paste mistake than a wish to have the page's supplier).
+    if "supplier" in layout.index and not supplier:
+        problem("supplier", "supplier is missing (or leave the supplier column out: the "
+                "supplier shown on each PO page is used then)", supplier)
     elif len(supplier) > MAX_SUPPLIER:
         problem("supplier", f"supplier is longer than {MAX_SUPPLIER} characters", supplier)
-    amount, why = parse_amount(_cell(cells, layout.index["amount"]))
-    if why and not texts["amount"].startswith("="):  # a formula is reported once, above
-        problem("amount", why, _cell(cells, layout.index["amount"]))
+    amount: Decimal | None = None
+    if "amount" in layout.index:
+        amount, why = parse_amount(_cell(cells, layout.index["amount"]))
+        if why and not texts["amount"].startswith("="):  # a formula is reported once, above
+            problem("amount", why, _cell(cells, layout.index["amount"]))
     url = _row_url(texts.get("url", ""), po_number, upload,
                    lambda message, value: problem("url", message, value))
     extra = _row_extra(number, cells, layout, upload)
-    if upload.problem_count != before or amount is None:
+    if upload.problem_count != before:
         return None
     return ParsedRow(number, po_number, supplier, url, amount, extra)
 

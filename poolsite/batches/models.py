@@ -1,7 +1,7 @@
 """Batches of POs, the runs that process them, and the audit trail of what happened.
 
-    Batch ──< PurchaseOrder ──< Attempt >── Run >── Batch
-                   └──< Document
+    Site ──< Batch ──< PurchaseOrder ──< Attempt >── Run >── Batch
+               └── BatchSource └──< Document
     ControlAction: every button press (who, what, when, outcome); append-only.
 
 The DB is the source of truth for work: the runpool supervisor claims QUEUED POs with a
@@ -16,13 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from pool_core.messages import POStatus
+from pool_core.sites import SitePreset
 
+DEMO_SITE = "Demo site"  # kept pointing at the demo by `runpool --with-demo-site`
 # 15 significant digits: SQLite stores DECIMAL columns as 8-byte floats (NUMERIC affinity),
 # which round-trip exactly up to 15 digits; PostgreSQL's numeric is exact anyway.
 AMOUNT_DIGITS = 15
@@ -53,6 +55,117 @@ RETRYABLE_STATUSES = tuple(
 )
 
 
+class Site(models.Model):
+    """A procurement site this deployment works on: a preset plus one tenant's address.
+
+    Operators keep these on the Sites page; a batch is uploaded for one of them. The
+    workers use the preset with the tenant's host and `extra_hosts` (hosts its
+    downloads come from) added to the allow-list (`tenant_preset`).
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    preset = models.CharField(max_length=50, help_text="one of the loaded site presets")
+    base_url = models.CharField("address", max_length=500,
+                                help_text="the tenant, e.g. https://acme.coupahost.com")
+    extra_hosts = models.JSONField(
+        "extra allowed hosts", default=list, blank=True,
+        help_text="hosts its downloads come from: names or *.domain patterns")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    AUDITED = ("name", "preset", "base_url", "extra_hosts")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("site_edit", args=[self.pk])
+
+    def clean(self) -> None:
+        """Normalise the address and hosts; refuse what the preset would refuse."""
+        from django.core.exceptions import ValidationError
+
+        from poolsite.batches import site_rules
+
+        errors: dict[str, str] = {}
+        presets = site_rules.site_presets()
+        if self.preset not in presets:
+            errors["preset"] = (f"no site preset {self.preset!r} is loaded (loaded: "
+                                f"{', '.join(sorted(presets))})")
+        try:
+            self.base_url = site_rules.normalise_base_url(self.base_url)
+        except ValueError as exc:
+            errors["base_url"] = str(exc)
+        try:
+            self.extra_hosts = site_rules.normalise_hosts(self.extra_hosts or [])
+        except ValueError as exc:
+            errors["extra_hosts"] = str(exc)
+        if not errors:
+            try:
+                site_rules.tenant_preset(presets[self.preset], self.base_url,
+                                         self.extra_hosts)
+            except ValueError as exc:
+                errors["base_url"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def tenant_preset(self, presets: dict[str, SitePreset] | None = None) -> SitePreset:
+        """The preset for this tenant; KeyError when its preset is no longer loaded."""
+        from poolsite.batches.site_rules import site_presets
+
+        presets = site_presets() if presets is None else presets
+        if self.preset not in presets:
+            raise KeyError(f"site {self.name!r} uses preset {self.preset!r}, which is not "
+                           f"loaded (loaded: {', '.join(sorted(presets))})")
+        return presets[self.preset].for_tenant(self.base_url, tuple(self.extra_hosts or ()))
+
+    @classmethod
+    def ensure(cls, name: str, preset: str, base_url: str, *, via: str) -> Site:
+        """Create the site, or point it at `base_url`, for a command (audited as `via`)."""
+        base_url = base_url.rstrip("/")
+        with transaction.atomic():
+            site = cls.objects.select_for_update().filter(name=name).first()
+            if site is None:
+                site = cls.objects.create(name=name, preset=preset, base_url=base_url)
+                site.record_change(None, ControlAction.Action.ADD_SITE, via=via)
+            elif (site.preset, site.base_url) != (preset, base_url):
+                before = site.audited_values()
+                site.preset, site.base_url, site.updated_at = preset, base_url, timezone.now()
+                site.save()
+                site.record_change(None, ControlAction.Action.CHANGE_SITE, before, via=via)
+        return site
+
+    def audited_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.AUDITED}
+
+    def record_change(self, user: Any, action: str, before: dict[str, Any] | None = None,
+                      via: str = "") -> ControlAction:
+        """Append the create/change/delete of this site to the audit trail.
+
+        `before` holds the audited values before the change; the record keeps each
+        changed field as [old, new]. `via` names a command when no one is signed in.
+        """
+        after = self.audited_values() if action != ControlAction.Action.DELETE_SITE else {}
+        before = before or {}
+        changes = {name: [before.get(name), after.get(name)]
+                   for name in self.AUDITED if before.get(name) != after.get(name)}
+        arguments = {"site_id": self.pk, "site": self.name, "changes": changes}
+        message = f"site {self.name!r}: " + (
+            ", ".join(sorted(changes)) + " changed" if action == ControlAction.Action.CHANGE_SITE
+            else str(ControlAction.Action(action).label))
+        if user is None:
+            return ControlAction.objects.create(
+                username=via or "cli", action=action, arguments={**arguments, "via": via},
+                outcome=ControlAction.Outcome.DONE, outcome_message=message,
+                handled_at=timezone.now())
+        return ControlAction.record(user, action, arguments=arguments,
+                                    outcome=ControlAction.Outcome.DONE,
+                                    outcome_message=message)
+
+
 class Batch(models.Model):
     """One uploaded file of POs, created whole or not at all (batch_import)."""
 
@@ -63,6 +176,12 @@ class Batch(models.Model):
     source_name = models.CharField(max_length=255)
     source_sha256 = models.CharField(max_length=64, db_index=True)
     source_size = models.PositiveBigIntegerField(default=0)
+    source_sheet = models.CharField(max_length=100, blank=True,
+                                    help_text="the XLSX sheet the POs were read from")
+    # The configured site; site_preset and site_base_url copy it for older code and for
+    # batches uploaded before sites were configured in the app.
+    site = models.ForeignKey(Site, models.PROTECT, null=True, blank=True,
+                             related_name="batches")
     site_preset = models.CharField(max_length=50)
     site_base_url = models.CharField(max_length=500, blank=True)
     notes = models.TextField(blank=True)
@@ -104,6 +223,31 @@ class Batch(models.Model):
         """Return the batch's folder name under the output root."""
         return f"batch-{self.pk}"
 
+    def site_name(self) -> str:
+        return self.site.name if self.site_id and self.site else self.site_preset
+
+    def has_source(self) -> bool:
+        return BatchSource.objects.filter(batch=self.pk).exists()
+
+
+class BatchSource(models.Model):
+    """The file a batch was uploaded from, byte for byte, for the results workbook.
+
+    In the database rather than under POOL_DATA_DIR: it is written in the batch's own
+    transaction (no batch without its file, no orphan file), every web process of a
+    scale-out deployment can serve it (POOL_DATA_DIR is per machine), and it is backed
+    up with the batch. Its size is capped by POOL_MAX_UPLOAD_BYTES at upload; a table of
+    its own keeps the bytes out of every Batch query.
+    """
+
+    batch = models.OneToOneField(Batch, models.CASCADE, primary_key=True,
+                                 related_name="source")
+    kind = models.CharField(max_length=10)  # "csv" | "xlsx"
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"source of batch {self.batch_id}"
+
 
 class POQuerySet(models.QuerySet["PurchaseOrder"]):
     def retryable(self) -> POQuerySet:
@@ -129,9 +273,12 @@ class PurchaseOrder(models.Model):
     batch = models.ForeignKey(Batch, models.CASCADE, related_name="pos")
     row_number = models.PositiveIntegerField(default=0, help_text="row in the source file")
     po_number = models.CharField("PO number", max_length=64)
-    supplier = models.CharField(max_length=255)
+    supplier = models.CharField(max_length=255, blank=True,
+                                help_text="from the file; empty when it had no supplier column")
+    supplier_seen = models.CharField("supplier on the page", max_length=255, blank=True)
     url = models.CharField("URL", max_length=2000)
-    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES,
+                                 null=True, blank=True)
     extra = models.JSONField("extra columns", default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     reason = models.CharField(max_length=100, blank=True)
@@ -182,9 +329,16 @@ class PurchaseOrder(models.Model):
     def amount_text(self) -> str:
         return amount_text(self.amount)
 
+    @property
+    def supplier_shown(self) -> str:
+        """The file's supplier, else the one the worker read from the PO page."""
+        return self.supplier or self.supplier_seen
 
-def amount_text(amount: Decimal) -> str:
+
+def amount_text(amount: Decimal | None) -> str:
     """Show an amount with at least two decimals and no trailing noise: 12.5000 -> 12.50."""
+    if amount is None:
+        return ""
     cents = amount.quantize(Decimal("0.01"))
     if cents == amount:
         return f"{cents:f}"
@@ -326,6 +480,9 @@ class ControlAction(models.Model):
         CAPTURE_SESSION = "capture_session", "capture site session"
         UPLOAD_SESSION = "upload_session", "upload site session"
         DELETE_SESSION = "delete_session", "delete site session"
+        ADD_SITE = "add_site", "add site"
+        CHANGE_SITE = "change_site", "change site"
+        DELETE_SITE = "delete_site", "delete site"
 
     class Outcome(models.TextChoices):
         PENDING = "pending"

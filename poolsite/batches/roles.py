@@ -26,9 +26,10 @@ CONTROL_PERMISSION = "batches.control_pool"
 # Permissions (codenames of the batches app) each group gets.
 VIEWER_CODENAMES = (
     "view_batch", "view_purchaseorder", "view_run", "view_attempt", "view_document",
-    "view_controlaction",
+    "view_controlaction", "view_site",
 )
-OPERATOR_CODENAMES = (*VIEWER_CODENAMES, "add_batch", "control_pool", "change_purchaseorder")
+OPERATOR_CODENAMES = (*VIEWER_CODENAMES, "add_batch", "control_pool", "change_purchaseorder",
+                      "add_site", "change_site", "delete_site")
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 

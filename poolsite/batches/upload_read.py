@@ -32,6 +32,7 @@ DELIMITERS = (",", ";", "\t", "|")
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
 ENTITY_MARKERS = (b"<!doctype", b"<!entity")
+PO_SHEET = "po_data"  # the sheet Coupa users keep their POs on, beside others
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def _read_xlsx(data: bytes, sheet: str | None, max_rows: int,
         names = workbook.sheetnames
         if sheet and sheet not in names:
             raise refuse(f"no sheet named {sheet!r}; the workbook has: {', '.join(names)}")
-        worksheet = workbook[sheet or names[0]]
+        worksheet = workbook[sheet or po_sheet_name(names)]
         table = Table(headers=[], kind="xlsx", sheet=worksheet.title)
         estimate = getattr(worksheet, "max_row", None) or 0
         # Read-only rows are padded to max_col: ask for no more than the sheet's width.
@@ -226,6 +227,11 @@ def _read_xlsx(data: bytes, sheet: str | None, max_rows: int,
         return table
     finally:
         workbook.close()
+
+
+def po_sheet_name(names: list[str]) -> str:
+    """The sheet to read when none is named: `PO_Data` (any case) if present, else the first."""
+    return next((name for name in names if name.strip().lower() == PO_SHEET), names[0])
 
 
 def _check_zip(data: bytes) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from poolsite.batches import views
+from poolsite.batches import site_views, views
 
 urlpatterns = [
     path("batches/", views.batch_list, name="batch_list"),
@@ -9,6 +9,8 @@ urlpatterns = [
     path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<int:batch_id>/results.<str:fmt>", views.batch_export_view,
          name="batch_export"),
+    path("batches/<int:batch_id>/results-in-workbook/", views.batch_results_workbook,
+         name="batch_results_workbook"),
     path("batches/<int:batch_id>/documents.zip", views.batch_documents_zip,
          name="batch_documents_zip"),
     path("batches/<int:batch_id>/retry-failed/", views.batch_retry_failed,
@@ -20,4 +22,8 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/screenshot.png", views.attempt_screenshot,
          name="attempt_screenshot"),
     path("attempts/<int:attempt_id>/page.html.txt", views.attempt_html, name="attempt_html"),
+    path("sites/", site_views.site_list, name="site_list"),
+    path("sites/add/", site_views.site_add, name="site_add"),
+    path("sites/<int:site_id>/", site_views.site_edit, name="site_edit"),
+    path("sites/<int:site_id>/delete/", site_views.site_delete, name="site_delete"),
 ]

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from poolsite.batches import batch_export
+from poolsite.batches import batch_export, workbook_export
 from poolsite.batches.batch_import import Upload, batch_create, parse_upload
 from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm, UploadLimitHandler
 from poolsite.batches.models import (
@@ -41,6 +41,7 @@ from poolsite.batches.models import (
     ControlAction,
     Document,
     PurchaseOrder,
+    Site,
     Status,
 )
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
@@ -54,6 +55,11 @@ DOUBLE_SUBMIT_SECONDS = 60
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     return {"can_operate": can_operate(request.user), **extra}
+
+
+def _upload_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    """The upload page also says when no site is configured yet (and where to add one)."""
+    return _context(request, no_sites=not Site.objects.exists(), **extra)
 
 
 # -- list and upload -------------------------------------------------------------------
@@ -88,18 +94,21 @@ def _batch_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpResp
     if limiter.exceeded:
         return _too_large(request, limiter.limit)
     if request.method != "POST" or not form.is_valid():
-        return render(request, "batches/upload.html", _context(request, form=form),
+        return render(request, "batches/upload.html", _upload_context(request, form=form),
                       status=400 if request.method == "POST" else 200)
     file = form.cleaned_data["file"]
     data = file.read()
-    upload = parse_upload(data, filename=file.name, preset=form.cleaned_data["preset"],
-                          sheet=form.cleaned_data["sheet"])
+    site = form.cleaned_data["site"]
+    upload = _parse(request, form, data, file.name, site, form.cleaned_data["sheet"])
+    if isinstance(upload, HttpResponse):
+        return upload
     if not upload.ok:
         return _refused(request, form, upload)
     _stage(upload.sha256, data)
     confirm = ConfirmForm(initial={"token": upload.sha256, "filename": file.name,
+                                   "site": site.name,
                                    **{k: form.cleaned_data[k]
-                                      for k in ("name", "preset", "sheet", "notes")}})
+                                      for k in ("name", "sheet", "notes")}})
     return render(request, "batches/preview.html",
                   _context(request, upload=upload, confirm=confirm,
                            name=form.cleaned_data["name"] or Path(file.name).stem))
@@ -117,10 +126,13 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
     if data is None:
         messages.error(request, "The uploaded file is gone: upload it again.")
         return redirect("batch_upload")
-    upload = parse_upload(data, filename=fields["filename"], preset=fields["preset"],
-                          sheet=fields["sheet"])
+    retry_form = UploadForm(initial={**fields, "site": fields["site"].pk})
+    upload = _parse(request, retry_form, data, fields["filename"], fields["site"],
+                    fields["sheet"])
+    if isinstance(upload, HttpResponse):
+        return upload
     if not upload.ok:
-        return _refused(request, UploadForm(initial=fields), upload)
+        return _refused(request, retry_form, upload)
     with transaction.atomic():  # IMMEDIATE on SQLite: a double click waits, then finds it
         twin = _just_created(request, upload.sha256)
         if twin is not None:
@@ -130,11 +142,23 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
                              notes=fields["notes"])
     ControlAction.record(request.user, ControlAction.Action.UPLOAD, batch=batch,
                          arguments={"file": upload.filename, "sha256": upload.sha256,
-                                    "rows": len(upload.rows), "preset": upload.preset.name},
+                                    "rows": len(upload.rows), "preset": upload.preset.name,
+                                    "site": fields["site"].name},
                          outcome=ControlAction.Outcome.DONE,
                          outcome_message=f"{len(upload.rows)} POs imported")
     messages.success(request, f"Batch {batch.name!r} created with {batch.po_count} POs.")
     return redirect(batch)
+
+
+def _parse(request: HttpRequest, form: UploadForm, data: bytes, filename: str, site: Site,
+           sheet: str) -> Upload | HttpResponse:
+    """Validate the file for the site; a site whose preset is gone is refused plainly."""
+    try:
+        return parse_upload(data, filename=filename, site=site, sheet=sheet)
+    except KeyError as exc:
+        return render(request, "batches/upload.html", _upload_context(
+            request, form=form, refusal=f"{exc.args[0]}: fix it on the Sites page"),
+            status=400)
 
 
 def _just_created(request: HttpRequest, sha256: str) -> Batch | None:
@@ -145,14 +169,14 @@ def _just_created(request: HttpRequest, sha256: str) -> Batch | None:
 
 
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
-    return render(request, "batches/upload.html", _context(
+    return render(request, "batches/upload.html", _upload_context(
         request, form=UploadForm(), refusal=f"The file is over the limit of {limit:,} bytes: "
         "nothing was stored. Split it into several batches."), status=400)
 
 
 def _refused(request: HttpRequest, form: UploadForm, upload: Upload) -> HttpResponse:
     return render(request, "batches/upload.html",
-                  _context(request, form=form, upload=upload), status=400)
+                  _upload_context(request, form=form, upload=upload), status=400)
 
 
 def _stage_dir() -> Path:
@@ -194,7 +218,8 @@ def _staged(sha256: str) -> bytes | None:
 
 @viewer_required
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = get_object_or_404(Batch.objects.select_related("uploaded_by"), pk=batch_id)
+    batch = get_object_or_404(Batch.objects.select_related("uploaded_by", "site"),
+                              pk=batch_id)
     filters = POFilterForm(request.GET or None)
     pos = _filtered(batch.pos.all(), filters)
     page = Paginator(pos, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -216,7 +241,8 @@ def _filtered(pos: QuerySet[PurchaseOrder], filters: POFilterForm) -> QuerySet[P
     if data["status"]:
         pos = pos.filter(status=data["status"])
     if data["supplier"]:
-        pos = pos.filter(supplier__icontains=data["supplier"])
+        pos = pos.filter(Q(supplier__icontains=data["supplier"])
+                         | Q(supplier="", supplier_seen__icontains=data["supplier"]))
     if data["q"]:
         pos = pos.filter(po_number__icontains=data["q"])
     return pos
@@ -251,6 +277,22 @@ def batch_export_view(request: HttpRequest, batch_id: int,
             batch_export.xlsx_bytes(pos, batch.extra_columns, title=f"batch {batch.pk}"),
             content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     response["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
+    return response
+
+
+@viewer_required
+def batch_results_workbook(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """The operator's own file back, with each PO's status beside its row."""
+    batch = get_object_or_404(Batch, pk=batch_id)
+    try:
+        data, filename, content_type = workbook_export.results_file(batch)
+    except workbook_export.NoSource as exc:
+        raise Http404(str(exc)) from None
+    response = HttpResponse(data, content_type=content_type)
+    # The name came from an upload: keep it to plain characters inside the header.
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_"
+                   for c in filename)
+    response["Content-Disposition"] = f'attachment; filename="{safe}"'
     return response
 
 

@@ -61,8 +61,28 @@ def browser_path() -> str:
 
 
 def default_base_url(preset: SitePreset) -> str:
-    """Where a site lives when nothing more specific is known (the demo: its port)."""
+    """Where a site lives when nothing more specific is known.
+
+    The configured Site of that preset changed last, else the demo's port for the demo,
+    else the preset's own address. Sessions stay keyed by preset name.
+    """
+    from poolsite.batches.models import Site
+
+    configured = (Site.objects.filter(preset=preset.name).order_by("-updated_at", "-id")
+                  .values_list("base_url", flat=True).first())
+    if configured:
+        return str(configured)
     return settings.POOL_DEMO_URL if preset.name == "demo" else preset.base_url
+
+
+def tenant_for(preset: SitePreset, base_url: str) -> SitePreset:
+    """The preset at `base_url`, with a configured Site's hosts when one lives there."""
+    from poolsite.batches.models import Site
+
+    site = Site.objects.filter(preset=preset.name, base_url=base_url.rstrip("/")).first()
+    if site is None:
+        return preset.with_base_url(base_url)
+    return preset.for_tenant(site.base_url, tuple(site.extra_hosts or ()))
 
 
 def start_refusal(batch: Any) -> str | None:
@@ -118,7 +138,7 @@ def probe(preset: SitePreset, base_url: str, *, storage_state: str = "",
         path = browser_path()
     except BrowserNotFoundError as exc:
         return ProbeResult(None, str(exc))
-    request = ProbeRequest(site=preset.with_base_url(base_url), base_url=base_url,
+    request = ProbeRequest(site=tenant_for(preset, base_url), base_url=base_url,
                            browser_path=path, storage_state=storage_state,
                            base_profile=base_profile)
     started = time.monotonic()
@@ -182,7 +202,9 @@ def _when(when: datetime | None) -> str:
 
 
 def _batch_base_url(batch: Any, preset: SitePreset) -> str:
-    """Where the batch's POs live: its base URL, else the origin of a PO's URL."""
+    """Where the batch's POs live: its Site's address, its base URL, else a PO's origin."""
+    if batch.site_id and batch.site:
+        return str(batch.site.base_url)
     if batch.site_base_url:
         return str(batch.site_base_url)
     url = batch.pos.exclude(url="").values_list("url", flat=True).first()

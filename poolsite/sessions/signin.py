@@ -29,7 +29,13 @@ from pool_core.session_check import (
 from pool_core.sites import SitePreset
 from poolsite.batches.models import ControlAction
 from poolsite.sessions import store
-from poolsite.sessions.health import browser_path, check_saved, default_base_url, presets
+from poolsite.sessions.health import (
+    browser_path,
+    check_saved,
+    default_base_url,
+    presets,
+    tenant_for,
+)
 from poolsite.sessions.models import SiteSession
 
 log = logging.getLogger(__name__)
@@ -49,11 +55,12 @@ def capture(site: str, *, start_url: str = "", base_url: str = "", headless: boo
     preset = _preset(site)
     base_url = (base_url or _origin(start_url) or default_base_url(preset)).rstrip("/")
     start_url = start_url or login_url(preset, base_url)
-    problem = preset.check_url(start_url)
+    tenant = tenant_for(preset, base_url)
+    problem = tenant.check_url(start_url)
     if problem:
         raise CaptureError(f"cannot open {start_url[:200]}: {problem}")
     staged = store.staging_path(site, kind)
-    request = CaptureRequest(site=preset.with_base_url(base_url), base_url=base_url,
+    request = CaptureRequest(site=tenant, base_url=base_url,
                              browser_path=executable or browser_path(), start_url=start_url,
                              target=str(staged), kind=kind, headless=headless,
                              wait_s=wait_s)

@@ -20,7 +20,13 @@ from poolsite.batches.models import ControlAction
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
 from poolsite.sessions import store
 from poolsite.sessions.cookie_files import MAX_BYTES, SessionFileError, storage_state_from_upload
-from poolsite.sessions.health import check_saved, default_base_url, presets, site_sessions
+from poolsite.sessions.health import (
+    check_saved,
+    default_base_url,
+    presets,
+    site_sessions,
+    tenant_for,
+)
 from poolsite.sessions.models import SiteSession
 
 FORM_OVERHEAD = 64 * 1024
@@ -71,7 +77,9 @@ def _session_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpRe
     preset = presets()[site]
     base_url = form.cleaned_data["base_url"].rstrip("/") or default_base_url(preset)
     try:
-        state = storage_state_from_upload(form.cleaned_data["file"].read(), preset)
+        # A configured tenant's own domain counts as the site's for its cookies.
+        state = storage_state_from_upload(form.cleaned_data["file"].read(),
+                                          tenant_for(preset, base_url))
     except SessionFileError as exc:
         return _refuse(request, form, site, str(exc))
     saved = store.save_storage_state(site, state, user=request.user, base_url=base_url,

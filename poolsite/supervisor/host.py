@@ -71,6 +71,25 @@ def _site_answers(site: SitePreset) -> bool:
         return False
 
 
+def site_for_batch(batch: Batch, presets: dict[str, SitePreset],
+                   base_url_overrides: dict[str, str]) -> SitePreset | None:
+    """The preset a batch's workers use: its Site's tenant, or the batch's own address.
+
+    With a configured Site, the tenant's host and its extra hosts join the allow-list,
+    as the Site is now (an operator who adds a download host fixes a retry). This host's
+    explicit address for a preset (the demo site's port) wins over the stored one.
+    """
+    preset = presets.get(batch.site_preset)
+    if preset is None:
+        return None
+    override = base_url_overrides.get(preset.name, "")
+    site = batch.site if batch.site_id else None
+    if site is not None:
+        return preset.for_tenant(override or site.base_url, tuple(site.extra_hosts or ()))
+    base_url = override or batch.site_base_url
+    return preset.with_base_url(base_url) if base_url else preset
+
+
 @dataclass(frozen=True)
 class HostOptions:
     """Everything a host needs; built from settings and command-line options."""
@@ -266,12 +285,7 @@ class HostSupervisor:
             keep_records=False)  # the recorder stores them; a host runs for months
 
     def _site_for(self, batch: Batch) -> SitePreset | None:
-        preset = self._presets.get(batch.site_preset)
-        if preset is None:
-            return None
-        # This host's explicit setting (the demo site's port) wins over the upload's.
-        base_url = dict(self.options.site_base_urls).get(preset.name) or batch.site_base_url
-        return preset.with_base_url(base_url) if base_url else preset
+        return site_for_batch(batch, self._presets, dict(self.options.site_base_urls))
 
     def _session_replaced(self) -> bool:
         """Whether the session this pool was built on has been replaced since."""

@@ -274,7 +274,8 @@ class Recorder:
             owned = PurchaseOrder.objects.filter(
                 pk=po_id, status=Status.RUNNING, leased_by=self.host).update(
                 status=final_status, reason=(record.reason or "")[:100],
-                message=record.message, output_folder=record.folder, leased_by="",
+                message=record.message, output_folder=record.folder,
+                supplier_seen=(record.supplier_seen or "")[:255], leased_by="",
                 lease_expires_at=None, last_attempt_at=finished)
             attempt = Attempt.objects.create(
                 po_id=po_id, run_id=self.run_id, host=self.host,

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db import close_old_connections, reset_queries
 
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 def task_for(po: PurchaseOrder, batch: Batch) -> Task:
     """Turn a leased PO row into the Task a worker receives."""
     extra = tuple((str(k), str(v)) for k, v in (po.extra or {}).items())
+    # A PO without an amount (the file had no amount column) goes out as 0: the engine
+    # only carries it along, and its Task type wants a number.
+    amount = po.amount if po.amount is not None else Decimal(0)
     return Task(key=str(po.pk), po_number=po.po_number, supplier=po.supplier, url=po.url,
-                amount=po.amount, batch=batch.output_dir_name(), attempt=po.attempts,
+                amount=amount, batch=batch.output_dir_name(), attempt=po.attempts,
                 extra=extra)
 
 

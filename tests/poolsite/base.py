@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from poolsite.batches.models import Attempt, Batch, Document, PurchaseOrder, Run, Status
+from poolsite.batches.models import Attempt, Batch, Document, PurchaseOrder, Run, Site, Status
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
        b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18"
@@ -43,6 +43,12 @@ class BaseTestCase(TestCase):
         if group:
             user.groups.add(Group.objects.get(name=group))
         return user
+
+    def make_site(self, name: str = "Demo site", preset: str = "demo",
+                  base_url: str = "http://127.0.0.1:8001",
+                  extra_hosts: tuple[str, ...] = ()) -> Site:
+        return Site.objects.create(name=name, preset=preset, base_url=base_url,
+                                   extra_hosts=list(extra_hosts))
 
     def make_batch(self, n: int = 3, **fields: object) -> Batch:
         batch = Batch.objects.create(

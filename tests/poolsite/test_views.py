@@ -121,11 +121,12 @@ class UploadTestCase(BaseTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.client.force_login(self.alice)
+        self.site = self.make_site()
 
     def post_file(self, data: bytes, name: str = "march.csv", **fields: str):
         upload = SimpleUploadedFile(name, data, content_type="text/csv")
         return self.client.post(reverse("batch_upload"),
-                                {"file": upload, "preset": "demo", **fields})
+                                {"file": upload, "site": "Demo site", **fields})
 
     def test_it_previews_then_creates_the_batch_on_confirm(self) -> None:
         response = self.post_file(GOOD_CSV, name="march.csv", name_="x")
@@ -191,11 +192,11 @@ class UploadTestCase(BaseTestCase):
         client = Client(enforce_csrf_checks=True)
         client.force_login(self.alice)
         upload = SimpleUploadedFile("a.csv", GOOD_CSV)
-        response = client.post(reverse("batch_upload"), {"file": upload, "preset": "demo"})
+        response = client.post(reverse("batch_upload"), {"file": upload, "site": "Demo site"})
         self.assertEqual(response.status_code, 403)
 
     def test_it_refuses_a_tampered_confirmation(self) -> None:
-        data = {"token": "0" * 64, "filename": "x.csv", "preset": "demo"}
+        data = {"token": "0" * 64, "filename": "x.csv", "site": "Demo site"}
         response = self.client.post(reverse("batch_confirm"), data, follow=True)
         self.assertContains(response, "The uploaded file is gone")
         response = self.client.post(reverse("batch_confirm"), {"token": "../../etc"},

@@ -52,6 +52,7 @@ class EveryViewTestCase(BaseTestCase):
         self.batch = self.make_batch(4)
         self.done, self.failed = self.make_history(self.batch)
         self.queued = self.batch.pos.filter(status="QUEUED").first()
+        self.site = self.make_site()
         self.urls = [(name, self._url(name, pattern))
                      for name, pattern in every_named_url(get_resolver().url_patterns)]
 
@@ -60,7 +61,7 @@ class EveryViewTestCase(BaseTestCase):
         values = {"batch_id": self.batch.pk, "po_id": self.failed.pk, "fmt": "csv",
                   "document_id": Document.objects.first().pk,  # type: ignore[union-attr]
                   "attempt_id": Attempt.objects.filter(po=self.failed).first().pk,  # type: ignore[union-attr]
-                  "site": "demo"}
+                  "site": "demo", "site_id": self.site.pk}
         kwargs = {key: values[key] for key in values if f"<{key}>" in pattern
                   or f":{key}>" in pattern}
         return reverse(name, kwargs=kwargs)

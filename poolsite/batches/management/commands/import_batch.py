@@ -1,6 +1,9 @@
 """Import a CSV/XLSX file of POs as a batch, with the web form's validation.
 
-    manage.py import_batch FILE [--name N] [--site demo] [--sheet S] [--user U] [--check]
+    manage.py import_batch FILE [--name N] [--site NAME] [--sheet S] [--user U] [--check]
+
+--site names a configured site (the Sites page); a preset name is still accepted when
+no site has that name, as before sites were configured in the app.
 
 Prints every problem (row, column, value) and exits 1 when the file is refused;
 nothing is stored then. Shows a progress bar on a terminal.
@@ -18,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from poolsite.batches.batch_import import batch_create, parse_upload, site_presets
+from poolsite.batches.models import Site
 
 PHASES = {"read": "reading", "check": "checking", "save": "saving"}
 
@@ -52,8 +56,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--name", default="", help="batch name (default: file name)")
-        parser.add_argument("--site", default="demo", help="site preset (default: demo)")
-        parser.add_argument("--sheet", default="", help="XLSX sheet (default: the first)")
+        parser.add_argument("--site", default="",
+                            help="configured site name (default: the only one), or a "
+                                 "preset name")
+        parser.add_argument("--sheet", default="",
+                            help="XLSX sheet (default: PO_Data if present, else the first)")
         parser.add_argument("--notes", default="")
         parser.add_argument("--user", default="", help="record this username as uploader")
         parser.add_argument("--check", action="store_true",
@@ -61,16 +68,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
-        if options["site"] not in site_presets():
-            raise CommandError(f"unknown site {options['site']!r}; known: "
-                               f"{', '.join(sorted(site_presets()))}")
+        site, preset = self._site(options["site"])
         data = self._read(path)
         user = self._user(options["user"])
         # The terminal itself: self.stdout would end every redraw with a newline.
         bar = ProgressBar(sys.stdout) if sys.stdout.isatty() else None
         try:
-            upload = parse_upload(data, filename=path.name, preset=options["site"],
-                                  sheet=options["sheet"] or None, progress=bar)
+            try:
+                upload = parse_upload(data, filename=path.name, preset=preset, site=site,
+                                      sheet=options["sheet"] or None, progress=bar)
+            except KeyError as exc:  # the site's preset is no longer loaded
+                raise CommandError(str(exc.args[0])) from None
             if bar:
                 bar.close()
             if not upload.ok:
@@ -86,7 +94,27 @@ class Command(BaseCommand):
                 bar.close()
         self.stdout.write(self.style.SUCCESS(
             f"batch #{batch.pk} {batch.name!r}: {batch.po_count} POs for site "
-            f"{batch.site_preset}"))
+            f"{batch.site_name()}"))
+
+    def _site(self, name: str) -> tuple[Site | None, str]:
+        """The configured site called `name` (or the only one), else a preset name."""
+        if not name:
+            sites = list(Site.objects.all()[:2])
+            if len(sites) == 1:
+                return sites[0], ""
+            if not sites:  # as before sites were configured in the app
+                self.stderr.write("no site is configured: using the demo preset")
+                return None, "demo"
+            known = ", ".join(Site.objects.values_list("name", flat=True)) or "none yet"
+            raise CommandError(f"say which site with --site NAME (configured sites: {known})")
+        site = Site.objects.filter(name=name).first()
+        if site is not None:
+            return site, ""
+        if name in site_presets():
+            return None, name
+        known = ", ".join(Site.objects.values_list("name", flat=True)) or "none yet"
+        raise CommandError(f"no site named {name!r} (configured sites: {known}; add one on "
+                           "the Sites page)")
 
     def _read(self, path: Path) -> bytes:
         try:

@@ -62,13 +62,14 @@ class Command(BaseCommand):
     def _ensure_sample_batch(self) -> None:
         """Create the sample batch once: 40 ordinary POs and the misbehaving ones."""
         from poolsite.batches.batch_import import batch_import_rows
-        from poolsite.batches.models import Batch
+        from poolsite.batches.models import DEMO_SITE, Batch, Site
         from poolsite.demo_erp import catalog
 
+        base = settings.POOL_DEMO_URL
+        site = Site.ensure(DEMO_SITE, "demo", base, via="demo_data")
         if Batch.objects.filter(name=SAMPLE_BATCH).exists():
             return
-        base = settings.POOL_DEMO_URL
         rows = catalog.demo_batch(base, 40) + catalog.special_batch(base)
-        batch = batch_import_rows(rows, name=SAMPLE_BATCH, preset="demo",
+        batch = batch_import_rows(rows, name=SAMPLE_BATCH, site=site,
                                   notes="Demo POs on the demo procurement site")
         self.stdout.write(f"sample batch #{batch.pk}: {batch.po_count} POs on {base}")

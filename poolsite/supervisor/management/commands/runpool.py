@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from poolsite.batches.models import Batch
+from poolsite.batches.models import DEMO_SITE, Batch, Site
 from poolsite.sessions.health import start_refusal, use_host_session
 from poolsite.sessions.signin import CaptureError, demo_secret, ensure_demo_session
 from poolsite.supervisor.broadcast import Broadcaster
@@ -166,6 +166,8 @@ class Command(BaseCommand):
         # A stable secret: the demo's sessions (and the saved one) survive a restart.
         demo = DemoSite(port=settings.POOL_DEMO_PORT, secret=demo_secret()).start()
         self.stdout.write(f"demo procurement site: {demo.base_url}")
+        # Zero configuration: uploads can name the demo at once.
+        Site.ensure(DEMO_SITE, "demo", demo.base_url, via="runpool --with-demo-site")
         return demo
 
     def _sign_in_demo(self, demo: Any) -> None:
