@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def demo_site() -> Iterator[DemoSite]:
-    """The demo procurement site on a free port, shared by the whole session."""
+    """The demo procurement site (pages shaped like Coupa's), shared by the whole session."""
     site = DemoSite(latency=0.0).start()
     yield site
     site.stop()
@@ -32,30 +32,35 @@ def demo_site() -> Iterator[DemoSite]:
 
 @pytest.fixture
 def site(demo_site: DemoSite) -> DemoSite:
-    """The shared demo site with fresh counters and no latency, for one test."""
+    """The shared demo site with fresh counters and default timings, for one test."""
     demo_site.reset_counters()
     demo_site.latency = 0.0
+    demo_site.comments_delay = COMMENTS_DELAY
+    demo_site.revoke_after = None
     demo_site.down = False
     return demo_site
 
 
+@pytest.fixture
+def coupa_site(site: DemoSite) -> DemoSite:
+    """The same site, named for the tests that are about its Coupa shape."""
+    return site
+
+
 @pytest.fixture(scope="session")
-def coupa_demo_site() -> Iterator[DemoSite]:
-    """The demo site in the "coupa" page shape, shared by the whole session."""
-    site = DemoSite(shape="coupa").start()
+def simple_demo_site() -> Iterator[DemoSite]:
+    """The demo site in its "simple" shape (plain links: the generic preset's pages)."""
+    site = DemoSite(shape="simple").start()
     yield site
     site.stop()
 
 
 @pytest.fixture
-def coupa_site(coupa_demo_site: DemoSite) -> DemoSite:
-    """The shared coupa-shape site with fresh counters and default timings, for one test."""
-    coupa_demo_site.reset_counters()
-    coupa_demo_site.latency = 0.0
-    coupa_demo_site.comments_delay = COMMENTS_DELAY
-    coupa_demo_site.revoke_after = None
-    coupa_demo_site.down = False
-    return coupa_demo_site
+def simple_site(simple_demo_site: DemoSite) -> DemoSite:
+    simple_demo_site.reset_counters()
+    simple_demo_site.latency = 0.0
+    simple_demo_site.down = False
+    return simple_demo_site
 
 
 @pytest.fixture(scope="session")

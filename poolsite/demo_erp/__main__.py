@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per page")
-    parser.add_argument("--shape", choices=("simple", "coupa"), default="simple",
+    parser.add_argument("--shape", choices=("simple", "coupa"), default="coupa",
                         help="page shape: simple links, or a real Coupa page's structure")
     args = parser.parse_args()
     site = DemoSite(host=args.host, port=args.port, latency=args.latency,

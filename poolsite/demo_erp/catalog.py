@@ -132,7 +132,7 @@ def digits_of(po_number: str) -> str:
     return po_number[2:] if po_number[:2].upper() in ("PO", "PM") else po_number
 
 
-def find(po_number: str, shape: str = "simple") -> DemoPO | None:
+def find(po_number: str, shape: str = "coupa") -> DemoPO | None:
     """Return the demo PO with this number (or digits), or None if the site has none."""
     digits = digits_of(po_number)
     if not digits.isdigit():
@@ -146,11 +146,11 @@ def find(po_number: str, shape: str = "simple") -> DemoPO | None:
     return None
 
 
-def expected(po_number: str, shape: str = "simple") -> ExpectedPO:
+def expected(po_number: str, shape: str = "coupa") -> ExpectedPO:
     """Ground truth for a PO: final status, reason and every file with its sha256."""
     if shape == "coupa":
         return _expected_coupa(po_number)
-    po = find(po_number)
+    po = find(po_number, shape="simple")
     if po is None:
         return ExpectedPO(po_number, "PO_NOT_FOUND", "PO_NOT_FOUND", ())
     outcome = {
@@ -192,7 +192,8 @@ def demo_batch(base_url: str, n: int, start: int = NORMAL_START) -> list[dict]:
 def special_batch(base_url: str) -> list[dict]:
     """The special POs that finish by themselves (no hang, no memory hog)."""
     slow = {HANG, MEMORY_HOG, STALLED_DOWNLOAD}
-    return [po_dict(base_url, number) for number in SPECIALS if number not in slow]
+    return [po_dict(base_url, number) for number in SPECIALS + COUPA_SPECIALS
+            if number not in slow]
 
 
 def coupa_batch(n: int, start: int = NORMAL_START) -> list[str]:

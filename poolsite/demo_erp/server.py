@@ -1,6 +1,6 @@
 """The demo procurement site's HTTP server (threaded; slow pages block only themselves).
 
-    site = DemoSite(latency=0.2).start()          # shape="simple" (the default) or "coupa"
+    site = DemoSite(latency=0.2).start()          # shape="coupa" (the default) or "simple"
     site.base_url            # http://127.0.0.1:PORT
     site.signin_url("/")     # visiting it signs a browser in
     site.storage_state()     # a Playwright storage state with a live session
@@ -56,7 +56,7 @@ class DemoSite:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
                  canary_host: str = "127.0.0.2", require_login: bool = True,
-                 secret: bytes | str | None = None, shape: str = "simple",
+                 secret: bytes | str | None = None, shape: str = "coupa",
                  comments_delay: float = COMMENTS_DELAY, revoke_after: int | None = None,
                  analytics_host: str = "127.0.0.3", monitoring_host: str = "127.0.0.4",
                  identity_host: str = "127.0.0.5", tenant_slug: str = "demo") -> None:
@@ -356,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- pages -----------------------------------------------------------------------
     def _purchase_order(self, digits: str, hit: int) -> None:
-        po = catalog.find(digits)
+        po = catalog.find(digits, shape="simple")
         number = po.po_number if po else ""
         if po is None or number == catalog.NOT_FOUND:
             return self._html(HTTPStatus.NOT_FOUND, pages.not_found())
@@ -378,14 +378,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.site.po_page_served()
 
     def _requisition(self, requisition_id: str) -> None:
-        po = catalog.find(requisition_id[1:]) if requisition_id.startswith("5") else None
+        po = (catalog.find(requisition_id[1:], shape="simple")
+              if requisition_id.startswith("5") else None)
         if po is None:
             return self._html(HTTPStatus.NOT_FOUND, pages.not_found())
         self._html(HTTPStatus.OK, pages.requisition(po))
 
     def _attachment(self, owner: str, index_text: str, hit: int) -> None:
         from_requisition = owner.startswith("r")
-        po = catalog.find(owner[1:] if from_requisition else owner)
+        po = catalog.find(owner[1:] if from_requisition else owner, shape="simple")
         files = () if po is None else (
             po.requisition_attachments if from_requisition else po.po_attachments)
         index = int(index_text) if index_text.isdigit() else -1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import sync_playwright
 
 from pool_core.browser import launch_args
@@ -12,10 +13,16 @@ from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 
 
+@pytest.fixture
+def site(simple_site: DemoSite) -> DemoSite:
+    """These tests are about the simple page shape (plain links anywhere on the page)."""
+    return simple_site
+
+
 def test_it_signs_in_opens_a_po_and_downloads_a_verified_attachment(
     site: DemoSite, browser_path: str, tmp_path: Path
 ) -> None:
-    truth = catalog.expected(catalog.SEVERAL)
+    truth = catalog.expected(catalog.SEVERAL, shape="simple")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
         try:
@@ -30,7 +37,7 @@ def test_it_signs_in_opens_a_po_and_downloads_a_verified_attachment(
             page.goto(site.signin_url(f"/order_headers/{catalog.SEVERAL[2:]}"))
             assert page.locator("h1").inner_text() == f"Purchase Order #{catalog.SEVERAL}"
             assert page.locator("#supplier_name").inner_text() == catalog.find(
-                catalog.SEVERAL).supplier  # type: ignore[union-attr]
+                catalog.SEVERAL, shape="simple").supplier  # type: ignore[union-attr]
 
             links = page.locator("a[href*='attachment']")
             assert links.count() == len(truth.attachments)
@@ -89,12 +96,13 @@ def test_it_serves_error_pages_as_a_procurement_site_does(site: DemoSite) -> Non
 
 def test_it_has_ground_truth_for_every_special_po() -> None:
     for number in catalog.SPECIALS:
-        truth = catalog.expected(number)
+        truth = catalog.expected(number, shape="simple")
         assert truth.status in {"COMPLETED", "PARTIAL", "NO_ATTACHMENTS", "PO_NOT_FOUND",
                                 "ACCESS_DENIED", "FAILED", "TIMEOUT"}
         for attachment in truth.attachments:
             assert attachment.size > 0 and len(attachment.sha256) == 64
-    assert catalog.expected(catalog.REQUISITION_ONLY).attachments[0].source == "requisition"
+    requisition_only = catalog.expected(catalog.REQUISITION_ONLY, shape="simple")
+    assert requisition_only.attachments[0].source == "requisition"
     batch = catalog.demo_batch("http://127.0.0.1:1", 40)
     assert len({po["po_number"] for po in batch}) == 40
-    assert all(catalog.expected(po["po_number"]).attachments for po in batch)
+    assert all(catalog.expected(po["po_number"], shape="simple").attachments for po in batch)

@@ -33,6 +33,12 @@ SINGLE_CALL = [n for n in catalog.SPECIALS if n not in (
 NORMAL = ["PO200000", "PO200001", "PO200002"]
 
 
+
+@pytest.fixture
+def site(simple_site: DemoSite) -> DemoSite:
+    """These tests are about the simple page shape (plain links anywhere on the page)."""
+    return simple_site
+
 @pytest.fixture(scope="module")
 def browser(browser_path: str) -> Iterator[Browser]:
     with sync_playwright() as pw:
@@ -79,7 +85,7 @@ def run(page: Page, site: DemoSite, number: str, job: JobEnv,
 
 
 def assert_matches_ground_truth(result: TaskResult, job: JobEnv) -> None:
-    truth = catalog.expected(result.po_number)
+    truth = catalog.expected(result.po_number, shape="simple")
     assert (result.status, result.reason) == (truth.status, truth.reason), result.message
     attachments = [f for f in result.files if f.source in ("po", "requisition")]
     assert sorted(f.sha256 for f in attachments) == sorted(a.sha256 for a in truth.attachments)
@@ -111,7 +117,7 @@ def test_it_ends_every_demo_po_as_the_ground_truth_says(
     result = run(signed_in, site, number, job)
     assert_matches_ground_truth(result, job)
     assert site.canary_hits == 0
-    truth = catalog.expected(number)
+    truth = catalog.expected(number, shape="simple")
     if number != catalog.HOSTILE_NAMES:
         names = sorted(f.name for f in result.files if f.source in ("po", "requisition"))
         assert names == sorted(safe_filename(a.name) for a in truth.attachments)
@@ -137,7 +143,7 @@ def test_it_files_hostile_attachment_names_safely_inside_the_po_folder(
             assert not path.name.startswith(".") and "\\" not in path.name
             assert len(path.name.encode()) <= MAX_NAME_BYTES
             assert path.name.split(".")[0].upper() != "CON"
-    expected = catalog.expected(catalog.HOSTILE_NAMES).attachments
+    expected = catalog.expected(catalog.HOSTILE_NAMES, shape="simple").attachments
     assert len(list(folder.iterdir())) == len(expected) + 2  # + page PDF + manifest
 
 
@@ -307,8 +313,9 @@ def test_it_clicks_href_less_attachments_dedupes_links_and_refuses_off_list_ones
     assert (result.status, result.reason, result.retryable) == (
         POStatus.PARTIAL, "BLOCKED_URL", False)
     attachments = sorted(f.sha256 for f in result.files if f.source == "po")
-    assert attachments == sorted([catalog.expected(catalog.ONE_PDF).attachments[0].sha256,
-                                  catalog.expected(catalog.SEVERAL).attachments[1].sha256])
+    one_pdf = catalog.expected(catalog.ONE_PDF, shape="simple").attachments[0]
+    several = catalog.expected(catalog.SEVERAL, shape="simple").attachments[1]
+    assert attachments == sorted([one_pdf.sha256, several.sha256])
     assert result.supplier_seen == "Synthetic Supplier"
     assert site.hits("/attachments/100003/1") == 1  # the two links to it were one
     assert site.canary_hits == 0
