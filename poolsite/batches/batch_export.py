@@ -23,7 +23,7 @@ from poolsite.batches.models import Document, PurchaseOrder, amount_text
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BASE_COLUMNS = ("po_number", "supplier", "amount", "url", "status", "reason", "message",
-                "attempts", "files", "file_names", "folder", "first_attempt_at",
+                "attempts", "files", "file_names", "warnings", "folder", "first_attempt_at",
                 "last_attempt_at")
 CHUNK = 1024 * 1024
 
@@ -41,12 +41,15 @@ def results_columns(extra_columns: Iterable[str]) -> list[str]:
 def results_rows(pos: QuerySet[PurchaseOrder],
                  extra_columns: list[str]) -> Iterator[list[Any]]:
     """Yield one raw row per PO (amount a Decimal, times datetimes, the rest text)."""
-    documents = Prefetch("documents", queryset=Document.objects.only("po_id", "name"))
+    documents = Prefetch("documents",
+                         queryset=Document.objects.only("po_id", "name", "warning"))
     for po in pos.order_by("batch_id", "id").prefetch_related(documents).iterator(2000):
         names = [d.name for d in po.documents.all()]
+        flagged = "; ".join(f"{d.name}: {d.warning}" for d in po.documents.all() if d.warning)
         # No supplier in the file: the one the worker read from the PO page.
         yield [po.po_number, po.supplier_shown, po.amount, po.url, po.status, po.reason,
-               po.message, po.attempts, len(names), "; ".join(names), po.output_folder,
+               po.message, po.attempts, len(names), "; ".join(names), flagged,
+               po.output_folder,
                po.first_attempt_at, po.last_attempt_at,
                *(po.extra.get(c, "") for c in extra_columns)]
 

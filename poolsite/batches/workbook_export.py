@@ -27,7 +27,7 @@ from poolsite.batches.models import Batch, BatchSource, Document, PurchaseOrder
 from poolsite.batches.upload_read import cell_text, read_table
 
 STATUS_COLUMNS = ("poolsite_status", "poolsite_reason", "poolsite_message", "poolsite_files",
-                  "poolsite_folder", "poolsite_supplier_seen")
+                  "poolsite_warnings", "poolsite_folder", "poolsite_supplier_seen")
 MAX_CELL = 32767  # Excel's limit for one cell's text
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -38,7 +38,8 @@ class NoSource(Exception):
 
 def status_by_row(batch: Batch) -> dict[int, list[str]]:
     """Each PO's status cells, keyed by its row in the source file."""
-    documents = Prefetch("documents", queryset=Document.objects.only("po_id", "name"))
+    documents = Prefetch("documents",
+                         queryset=Document.objects.only("po_id", "name", "warning"))
     rows: dict[int, list[str]] = {}
     for po in batch.pos.order_by("id").prefetch_related(documents).iterator(2000):
         rows[po.row_number] = _status_cells(po)
@@ -47,7 +48,9 @@ def status_by_row(batch: Batch) -> dict[int, list[str]]:
 
 def _status_cells(po: PurchaseOrder) -> list[str]:
     names = "; ".join(d.name for d in po.documents.all())
-    return [po.status, po.reason, po.message, names, po.output_folder, po.supplier_seen]
+    flagged = "; ".join(f"{d.name}: {d.warning}" for d in po.documents.all() if d.warning)
+    return [po.status, po.reason, po.message, names, flagged, po.output_folder,
+            po.supplier_seen]
 
 
 def _clean(text: str) -> str:

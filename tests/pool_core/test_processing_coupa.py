@@ -218,3 +218,16 @@ def test_the_requisition_fallback_follows_the_requisitions_own_id(
     requisition = catalog.coupa_requisition_id(po)
     assert requisition != po.digits
     assert coupa_site.hits(f"/requisition_headers/{requisition}") == 2  # page, comments
+
+
+def test_the_preset_can_look_at_the_requisition_when_the_po_has_no_pdf(
+        page: Page, coupa_site: DemoSite, job: JobEnv) -> None:
+    assert job.site is not None
+    number = "PO200005"  # an .xlsx and a .txt, no PDF
+    plain = run(page, coupa_site, number, job)
+    assert {s.page for s in plain.sources} == {"po"}  # files on the PO: no fallback
+    eager = dataclasses.replace(job, site=dataclasses.replace(
+        job.site, requisition_when_no_pdf=True), output_root=job.output_root + "-2")
+    result = run(page, coupa_site, number, eager)
+    assert_ground_truth(result, eager)  # the requisition has none: the PO's own files
+    assert {(s.page, s.seen) for s in result.sources} == {("po", True), ("requisition", True)}

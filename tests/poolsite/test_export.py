@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 
 from poolsite.batches.batch_export import csv_stream, neutralise, xlsx_bytes
 from poolsite.batches.batch_import import batch_import
-from poolsite.batches.models import PurchaseOrder, Status
+from poolsite.batches.models import Document, PurchaseOrder, Status
 from tests.poolsite.base import BaseTestCase
 
 HOSTILE = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tTAB", "\rCR", "=HYPERLINK(\"x\")"]
@@ -53,6 +53,16 @@ class ExportTestCase(BaseTestCase):
         self.assertEqual((values["supplier"], values["reason"], values["Cost Center"]),
                          ("'+SUM(A1)", "'=1+2", "'@cmd"))
         self.assertEqual(values["amount"], 11.5)  # a number, not text
+
+    def test_a_file_kept_with_a_warning_is_flagged_in_the_results(self) -> None:
+        Document.objects.create(po=self.done, name="scan.pdf", size=10, sha256="ab" * 32,
+                                path="x/scan.pdf", place="header",
+                                warning="scan.pdf: does not start like a pdf file")
+        row = self.csv_rows()[0]
+        self.assertEqual(row["warnings"], "scan.pdf: does not start like a pdf file")
+        header, done, *_ = self.xlsx_rows()
+        self.assertEqual(dict(zip(header, done, strict=True))["warnings"],
+                         "scan.pdf: does not start like a pdf file")
 
     def test_it_round_trips_csv(self) -> None:
         rows = self.csv_rows()

@@ -155,7 +155,9 @@ class Command(BaseCommand):
             sites_dir=settings.POOL_SITES_DIR,
             storage_state=storage_state,
             base_profile=options["base_profile"],
-            site_base_urls=(("demo", demo.base_url if demo else settings.POOL_DEMO_URL),),
+            # The demo site served here is where "demo" batches go; otherwise each
+            # batch's Site (or its stored address) says where its POs are.
+            site_base_urls=(("demo", demo.base_url),) if demo else (),
             exit_when_idle=options["exit_when_idle"],
             site_probe_seconds=settings.POOL_SITE_PROBE_SECONDS,
         )
