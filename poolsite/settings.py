@@ -186,6 +186,9 @@ POOL_DEMO_URL = f"http://127.0.0.1:{POOL_DEMO_PORT}"
 # Upload limits for batch files (web form and `manage.py import_batch`).
 POOL_MAX_UPLOAD_BYTES = envint("POOL_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
 POOL_MAX_ROWS = envint("POOL_MAX_ROWS", "20000")
+# The largest request body anywhere but the two upload forms (those take
+# POOL_MAX_UPLOAD_BYTES): refused with 413 before anything reads it (request_limits).
+POOL_MAX_REQUEST_BYTES = envint("POOL_MAX_REQUEST_BYTES", str(2621440))
 
 LOGGING = {
     "version": 1,
