@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from poolsite.batches import batch_export
+from poolsite.batches import batch_export, parsed_uploads
 from poolsite.batches.batch_import import Upload, batch_create, parse_upload
 from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm, UploadLimitHandler
 from poolsite.batches.models import (
@@ -97,6 +97,8 @@ def _batch_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpResp
     if not upload.ok:
         return _refused(request, form, upload)
     _stage(upload.sha256, data)
+    # The confirm step takes these rows instead of reading the workbook again.
+    parsed_uploads.keep(upload, sheet=form.cleaned_data["sheet"])
     confirm = ConfirmForm(initial={"token": upload.sha256, "filename": file.name,
                                    **{k: form.cleaned_data[k]
                                       for k in ("name", "preset", "sheet", "notes")}})
@@ -113,12 +115,16 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
         messages.error(request, "The preview expired or was tampered with: upload again.")
         return redirect("batch_upload")
     fields = form.cleaned_data
-    data = _staged(fields["token"])
-    if data is None:
-        messages.error(request, "The uploaded file is gone: upload it again.")
-        return redirect("batch_upload")
-    upload = parse_upload(data, filename=fields["filename"], preset=fields["preset"],
-                          sheet=fields["sheet"])
+    upload = parsed_uploads.take(fields["token"], preset=fields["preset"],
+                                 sheet=fields["sheet"])
+    if upload is None:  # no kept preview (another host, or cleaned up): read it again
+        data = _staged(fields["token"])
+        if data is None:
+            messages.error(request, "The uploaded file is gone: upload it again.")
+            return redirect("batch_upload")
+        upload = parse_upload(data, filename=fields["filename"], preset=fields["preset"],
+                              sheet=fields["sheet"])
+    upload.filename = fields["filename"]
     if not upload.ok:
         return _refused(request, UploadForm(initial=fields), upload)
     with transaction.atomic():  # IMMEDIATE on SQLite: a double click waits, then finds it
@@ -128,6 +134,7 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
             return redirect(twin)
         batch = batch_create(upload, name=fields["name"], uploaded_by=request.user,
                              notes=fields["notes"])
+    parsed_uploads.forget(upload.sha256)
     ControlAction.record(request.user, ControlAction.Action.UPLOAD, batch=batch,
                          arguments={"file": upload.filename, "sha256": upload.sha256,
                                     "rows": len(upload.rows), "preset": upload.preset.name},
