@@ -13,8 +13,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from poolsite.dashboard.routing import websocket_application  # noqa: E402
+from poolsite.request_limits import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # Bodies over the limit are refused before Django reads them (request_limits).
+    "http": BodyLimitMiddleware(django_asgi_app),
     "websocket": websocket_application(),
 })

@@ -8,6 +8,7 @@ every variable with its default.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "poolsite.batches",
     "poolsite.supervisor",
     "poolsite.dashboard",
@@ -70,6 +72,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before whitenoise, so that static files get the policy too.
+    "poolsite.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -77,7 +81,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out sign-in with 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in throttling (django-axes): after POOL_LOGIN_FAILURE_LIMIT failed sign-ins for a
+# user name, or from an address, further attempts for that name, and from that
+# address, are refused for POOL_LOGIN_COOLOFF_MINUTES, even with the right password.
+# Attempts and lock-outs are in the admin (Axes), where deleting an attempt unlocks;
+# `manage.py axes_reset` does the same from a terminal.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("POOL_LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("POOL_LOGIN_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+# The address is the connection's (REMOTE_ADDR), never a header a client can forge.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# A successful sign-in does not clear failures: with an account of their own, an
+# attacker could otherwise clear their address's count between guesses at others.
+AXES_RESET_ON_SUCCESS = False
 
 ROOT_URLCONF = "poolsite.urls"
 ASGI_APPLICATION = "poolsite.asgi.application"
@@ -186,6 +210,9 @@ POOL_DEMO_URL = f"http://127.0.0.1:{POOL_DEMO_PORT}"
 # Upload limits for batch files (web form and `manage.py import_batch`).
 POOL_MAX_UPLOAD_BYTES = envint("POOL_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
 POOL_MAX_ROWS = envint("POOL_MAX_ROWS", "20000")
+# The largest request body anywhere but the two upload forms (those take
+# POOL_MAX_UPLOAD_BYTES): refused with 413 before anything reads it (request_limits).
+POOL_MAX_REQUEST_BYTES = envint("POOL_MAX_REQUEST_BYTES", str(2621440))
 
 LOGGING = {
     "version": 1,

@@ -2,7 +2,8 @@
 
 Cells come from untrusted places (the upload, the procurement site's pages), so every
 text cell that a spreadsheet would run as a formula (= + - @ tab CR) gets a leading
-apostrophe (OWASP "CSV injection"). Amounts are numbers, never neutralised.
+apostrophe (OWASP "CSV injection"). Column headers too: extra columns are named by the
+uploaded file. Amounts are numbers, never neutralised.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ CHUNK = 1024 * 1024
 def neutralise(text: str) -> str:
     """Make a text cell inert in spreadsheets: '=1+2' -> "'=1+2"."""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def header_cells(columns: Iterable[str]) -> list[str]:
+    """The header row as written to a sheet: every name neutralised like any text cell."""
+    return [neutralise(str(column)) for column in columns]
 
 
 def results_columns(extra_columns: Iterable[str]) -> list[str]:
@@ -65,7 +71,7 @@ def _text(value: Any) -> str:
 def csv_rows(pos: QuerySet[PurchaseOrder], extra_columns: list[str]) -> Iterator[list[str]]:
     """Yield the header and every PO as neutralised CSV cells."""
     columns = results_columns(extra_columns)
-    yield columns
+    yield header_cells(columns)
     for row in results_rows(pos, columns[len(BASE_COLUMNS):]):
         yield [amount_text(v) if isinstance(v, Decimal) else
                str(v) if isinstance(v, int) else neutralise(_text(v)) for v in row]
@@ -93,7 +99,7 @@ def xlsx_bytes(pos: QuerySet[PurchaseOrder], extra_columns: list[str],
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title[:31] or "results")
     columns = results_columns(extra_columns)
-    sheet.append(columns)
+    sheet.append([ILLEGAL_CHARACTERS_RE.sub("", cell) for cell in header_cells(columns)])
     for row in results_rows(pos, columns[len(BASE_COLUMNS):]):
         cells: list[Any] = []
         for value in row:

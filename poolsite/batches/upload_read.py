@@ -26,6 +26,12 @@ Progress = Callable[[str, int, int], None]
 MAX_COLUMNS = 100
 MAX_XLSX_MEMBERS = 2000
 MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024
+# The parse budget per part. openpyxl streams a sheet in read-only mode but loads the
+# shared-strings table whole into Python strings (~10x its XML in memory): a 126 MB
+# table within every other limit cost 58 s and over a gigabyte. 20,000 rows of distinct
+# text in a dozen columns fit well inside these.
+MAX_XLSX_PART = 64 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS = 16 * 1024 * 1024
 # Real sheets compress 5-20x; a member over 1 MB that compresses better than this is a bomb.
 MAX_XLSX_RATIO = 100
 DELIMITERS = (",", ";", "\t", "|")
@@ -252,13 +258,26 @@ def _check_zip(data: bytes) -> None:
         if total > MAX_XLSX_UNCOMPRESSED:
             raise refuse(f"the workbook unpacks to {total:,} bytes; the limit is "
                          f"{MAX_XLSX_UNCOMPRESSED:,} (zip bomb?)")
+        for info in infos:  # every size first: nothing is unpacked before all pass
+            _check_part_size(info)
         for info in infos:
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > 1024 * 1024 and ratio > MAX_XLSX_RATIO:
-                raise refuse(f"workbook part {info.filename} expands {ratio:,.0f}-fold "
-                             f"(zip bomb?)")
             if info.filename.endswith((".xml", ".rels", ".vml")):
                 _check_xml_member(archive, info)
+
+
+def _check_part_size(info: zipfile.ZipInfo) -> None:
+    """Refuse a part that unpacks past the parse budget, or expands like a bomb."""
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > 1024 * 1024 and ratio > MAX_XLSX_RATIO:
+        raise refuse(f"workbook part {info.filename} expands {ratio:,.0f}-fold "
+                     f"(zip bomb?)")
+    shared = info.filename.lower() == "xl/sharedstrings.xml"
+    limit = MAX_XLSX_SHARED_STRINGS if shared else MAX_XLSX_PART
+    if info.file_size > limit:
+        what = "its shared-strings table" if shared else "it"
+        raise refuse(f"workbook part {info.filename} unpacks to {info.file_size:,} bytes; "
+                     f"the limit is {limit:,} bytes: {what} is too large to read safely "
+                     "(save only the PO sheet as a new workbook, or as CSV)")
 
 
 def _check_xml_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:

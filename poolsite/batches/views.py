@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from poolsite.batches import batch_export, workbook_export
+from poolsite.batches import batch_export, parsed_uploads, workbook_export
 from poolsite.batches.batch_import import Upload, batch_create, parse_upload
 from poolsite.batches.forms import ConfirmForm, POFilterForm, UploadForm, UploadLimitHandler
 from poolsite.batches.models import (
@@ -105,6 +105,8 @@ def _batch_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpResp
     if not upload.ok:
         return _refused(request, form, upload)
     _stage(upload.sha256, data)
+    # The confirm step takes these rows instead of reading the workbook again.
+    parsed_uploads.keep(upload, sheet=form.cleaned_data["sheet"])
     confirm = ConfirmForm(initial={"token": upload.sha256, "filename": file.name,
                                    "site": site.name,
                                    **{k: form.cleaned_data[k]
@@ -127,10 +129,14 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
         messages.error(request, "The uploaded file is gone: upload it again.")
         return redirect("batch_upload")
     retry_form = UploadForm(initial={**fields, "site": fields["site"].pk})
-    upload = _parse(request, retry_form, data, fields["filename"], fields["site"],
-                    fields["sheet"])
+    upload: Upload | HttpResponse | None = parsed_uploads.take(
+        fields["token"], site=fields["site"], sheet=fields["sheet"], data=data)
+    if upload is None:  # no kept preview (another host, or cleaned up): read it again
+        upload = _parse(request, retry_form, data, fields["filename"], fields["site"],
+                        fields["sheet"])
     if isinstance(upload, HttpResponse):
         return upload
+    upload.filename = fields["filename"]
     if not upload.ok:
         return _refused(request, retry_form, upload)
     with transaction.atomic():  # IMMEDIATE on SQLite: a double click waits, then finds it
@@ -140,6 +146,7 @@ def batch_confirm(request: HttpRequest) -> HttpResponse:
             return redirect(twin)
         batch = batch_create(upload, name=fields["name"], uploaded_by=request.user,
                              notes=fields["notes"])
+    parsed_uploads.forget(upload.sha256)
     ControlAction.record(request.user, ControlAction.Action.UPLOAD, batch=batch,
                          arguments={"file": upload.filename, "sha256": upload.sha256,
                                     "rows": len(upload.rows), "preset": upload.preset.name,

@@ -19,12 +19,23 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from poolsite.batches.roles import can_operate, can_view
-from poolsite.dashboard.control_messages import BadControl, parse_control, perform_control
+from poolsite.dashboard.control_messages import (
+    BadControl,
+    parse_control,
+    perform_control,
+    record_rate_limited,
+)
 from poolsite.dashboard.snapshot import build_snapshot
 from poolsite.supervisor.broadcast import GROUP
 
 log = logging.getLogger(__name__)
 REFRESH_EVERY = 1.0  # seconds; a page may ask for a snapshot at most this often
+# Control messages from someone who may not control the pool are refused and audited;
+# a script sending them in a loop would fill the audit trail (and cost a snapshot
+# each). Per connection, the first few in a window are audited one by one, then the
+# burst gets one audit row and a log line, and the rest only a "rate-limited" reply.
+REFUSED_BURST = 3
+REFUSED_WINDOW = 10.0  # seconds
 
 
 @database_sync_to_async
@@ -43,6 +54,8 @@ class PoolConsumer(AsyncJsonWebsocketConsumer):
     joined = False
     can_control = False
     last_refresh = 0.0
+    refused_since = 0.0  # start of the current window of refused control messages
+    refused_count = 0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -81,6 +94,19 @@ class PoolConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"kind": "control_result", "ok": False, "message": str(exc)})
             return
         if not self.can_control:
+            if self.refusals_exhausted():
+                if self.refused_count == REFUSED_BURST + 1:  # once per burst
+                    log.warning("control messages from %s, who is not an operator, "
+                                "rate-limited for %.0f s", user.username, REFUSED_WINDOW)
+                    await database_sync_to_async(record_rate_limited)(
+                        user.pk, request.action, REFUSED_WINDOW)
+                left = REFUSED_WINDOW - (time.monotonic() - self.refused_since)
+                await self.send_json({
+                    "kind": "control_result", "ok": False, "rate_limited": True,
+                    "action": request.action,
+                    "message": f"rate-limited: you may not control the pool, and sent too "
+                               f"many control messages; wait {max(left, 0):.0f} s"})
+                return
             log.warning("control message from %s, who is not an operator: %.200r",
                         user.username, content)
         ok, message = await database_sync_to_async(perform_control)(user.pk, request)
@@ -92,6 +118,14 @@ class PoolConsumer(AsyncJsonWebsocketConsumer):
                                                         "snapshot": snapshot})
         else:
             await self.send_snapshot(snapshot)
+
+    def refusals_exhausted(self) -> bool:
+        """Count a refused control message; True once past the burst of this window."""
+        now = time.monotonic()
+        if now - self.refused_since >= REFUSED_WINDOW:
+            self.refused_since, self.refused_count = now, 0
+        self.refused_count += 1
+        return self.refused_count > REFUSED_BURST
 
     async def send_snapshot(self, snapshot: dict[str, Any]) -> None:
         await self.send_json({"kind": "snapshot", **snapshot, "can_control": self.can_control})

@@ -84,6 +84,14 @@ def perform_control(user_pk: int | None, request: ControlRequest) -> tuple[bool,
     return True, describe(record)
 
 
+def record_rate_limited(user_pk: int | None, action: str, window: float) -> None:
+    """One audit row for a burst of refused control messages from one connection."""
+    user = None if user_pk is None else get_user_model().objects.filter(pk=user_pk).first()
+    ControlAction.record(user, action[:30], outcome=Outcome.REFUSED, outcome_message=(
+        "rate-limited: more control messages from a user who may not control the pool; "
+        f"further ones from this connection are refused without a record for {window:.0f} s"))
+
+
 def describe(record: ControlAction) -> str:
     """One sentence for the page about an accepted press."""
     if record.outcome != Outcome.PENDING:

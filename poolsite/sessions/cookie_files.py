@@ -4,13 +4,17 @@ Accepted: a Playwright storage state (`{"cookies": [...], "origins": [...]}`), a
 Netscape `cookies.txt` (curl, wget, "Get cookies.txt" extensions) and the JSON array
 that cookie-export extensions write (Cookie-Editor, EditThisCookie: `expirationDate`,
 `hostOnly`, `sameSite: "no_restriction"`...). Refused: anything malformed, cookies for
-a host off the site preset's allow-list, cookies already expired. Messages name the
-problem (cookie number, name, host), never a value.
+a host off the site preset's allow-list, cookies already expired, and any field a
+browser would not set: names must be RFC 6265 tokens, values cookie-octets, domains
+host names, paths absolute, with no control characters anywhere. Parsing is bounded
+(size, JSON nesting depth, counts) so a hostile file is refused, not a crash. Messages
+name the problem (cookie number, name, host), never a value.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -20,6 +24,21 @@ from pool_core.sites import SitePreset
 
 MAX_BYTES = 1024 * 1024
 MAX_COOKIES = 2000
+# A storage state nests 5 deep ({"origins": [{"localStorage": [{...}]}]}); Python's
+# json module recurses once per level, and 200,000 levels raised RecursionError (500).
+MAX_DEPTH = 10
+MAX_ORIGINS = 200
+MAX_LOCAL_STORAGE = 2000
+MAX_COOKIE_BYTES = 4096  # name + value: what browsers keep of one cookie
+MAX_PATH = 1024
+# RFC 6265 section 4.1.1: a name is a token (no CTLs, no separators); a value is
+# cookie-octets, optionally in double quotes.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COOKIE_VALUE = re.compile(r'^(?:[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|'
+                           r'"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")$')
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_DOMAIN = re.compile(rf"^\.?{_LABEL}(?:\.{_LABEL})*\.?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None", "no_restriction": "None",
               "unspecified": "Lax", "": "Lax"}
 
@@ -38,6 +57,8 @@ def storage_state_from_upload(data: bytes, site: SitePreset,
     except UnicodeDecodeError:
         raise SessionFileError("the file is not UTF-8 text (expected JSON or cookies.txt)"
                                ) from None
+    if "\x00" in text:
+        raise SessionFileError("the file contains NUL bytes: it is not a cookie export")
     state = _parse(text)
     check_state(state, site, time.time() if now is None else now)
     return state
@@ -71,14 +92,16 @@ def check_state(state: dict[str, Any], site: SitePreset, now: float) -> None:
 def _parse(text: str) -> dict[str, Any]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
+        _check_depth(stripped)
         try:
             data = json.loads(stripped)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise SessionFileError(f"the JSON is malformed: {exc}") from None
         if isinstance(data, dict):
             return _from_storage_state(data)
         if isinstance(data, list):
-            return {"cookies": [_from_extension(c, i) for i, c in enumerate(data, 1)],
+            return {"cookies": [_from_extension(c, i) for i, c in
+                                enumerate(_count(data, MAX_COOKIES, "cookies"), 1)],
                     "origins": []}
     if stripped.startswith("#") or "\t" in stripped:
         return {"cookies": list(_from_netscape(text.splitlines())), "origins": []}
@@ -86,21 +109,66 @@ def _parse(text: str) -> dict[str, Any]:
                            "Netscape cookies.txt")
 
 
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH, before the recursive parser sees it."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SessionFileError(f"the JSON is nested more than {MAX_DEPTH} levels deep; "
+                                       "a cookie export never is")
+        elif char in "]}":
+            depth -= 1
+
+
+def _count(items: list[Any], limit: int, what: str) -> list[Any]:
+    if len(items) > limit:
+        raise SessionFileError(f"the file holds {len(items)} {what} (at most {limit})")
+    return items
+
+
 def _from_storage_state(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data.get("cookies"), list):
         raise SessionFileError('a storage state needs a "cookies" list')
-    origins = data.get("origins", [])
-    if not isinstance(origins, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("origin"), str)
-            and isinstance(o.get("localStorage", []), list) for o in origins):
+    origins = _count(data.get("origins", []) if isinstance(data.get("origins", []), list)
+                     else [None], MAX_ORIGINS, "origins")
+    if not all(isinstance(o, dict) and isinstance(o.get("origin"), str)
+               and isinstance(o.get("localStorage", []), list) for o in origins):
         raise SessionFileError('"origins" must be a list of {"origin", "localStorage"}')
     cookies = [_cookie(c, f"cookie #{i}", expires_key="expires")
-               for i, c in enumerate(data["cookies"], 1)]
+               for i, c in enumerate(_count(data["cookies"], MAX_COOKIES, "cookies"), 1)]
     return {"cookies": cookies, "origins": [
-        {"origin": o["origin"], "localStorage": [
-            {"name": str(e.get("name", "")), "value": str(e.get("value", ""))}
-            for e in o.get("localStorage", []) if isinstance(e, dict)]}
+        {"origin": _origin_text(o["origin"]), "localStorage": [
+            _storage_entry(e, o["origin"])
+            for e in _count(o.get("localStorage", []), MAX_LOCAL_STORAGE,
+                            "local-storage entries for one origin") if isinstance(e, dict)]}
         for o in origins if o.get("localStorage")]}
+
+
+def _origin_text(origin: str) -> str:
+    if len(origin) > 300 or _CONTROL.search(origin) or not origin.startswith(
+            ("http://", "https://")):
+        raise SessionFileError(f"origin {origin[:60]!r} is not an http(s) origin")
+    return origin
+
+
+def _storage_entry(entry: dict[str, Any], origin: str) -> dict[str, str]:
+    name, value = str(entry.get("name", "")), str(entry.get("value", ""))
+    if "\x00" in name or len(name) > 1024 or len(value) > 512 * 1024:
+        raise SessionFileError(f"a local-storage entry of {origin[:60]!r} is malformed "
+                               "(NUL, or too long)")
+    return {"name": name, "value": value}
 
 
 def _from_extension(item: Any, number: int) -> dict[str, Any]:
@@ -157,10 +225,34 @@ def _cookie(raw: dict[str, Any], where: str, *, expires_key: str) -> dict[str, A
                                f"{str(raw.get('sameSite'))[:20]!r}")
     if same_site == "None" and not secure:
         same_site = "Lax"  # Chromium drops SameSite=None cookies that are not Secure
-    return {"name": name, "value": value, "domain": domain.strip().lower(),
-            "path": str(raw.get("path") or "/"), "expires": float(expires) if expires > 0
+    path = raw.get("path") or "/"
+    domain = domain.strip().lower()
+    _check_fields(where, name, value, domain, path)
+    return {"name": name, "value": value, "domain": domain,
+            "path": path, "expires": float(expires) if expires > 0
             else -1, "httpOnly": bool(raw.get("httpOnly", False)), "secure": secure,
             "sameSite": same_site}
+
+
+def _check_fields(where: str, name: str, value: str, domain: str, path: Any) -> None:
+    """Refuse what a browser would never have stored (RFC 6265), naming the field."""
+    shown = repr(name[:60]) if not _CONTROL.search(name[:60]) else "with control characters"
+    if not _TOKEN.match(name):
+        raise SessionFileError(f"{where} {shown}: the name is not a cookie name (letters, "
+                               "digits and !#$%&'*+-.^_`|~ only; no spaces, '/', '=' or "
+                               "control characters)")
+    if not _COOKIE_VALUE.match(value):
+        raise SessionFileError(f"{where} ({shown}): the value has characters a cookie "
+                               "value may not hold (spaces, quotes, ',', ';', '\\' or "
+                               "control characters)")
+    if len(name) + len(value) > MAX_COOKIE_BYTES:
+        raise SessionFileError(f"{where} ({shown}) is longer than {MAX_COOKIE_BYTES} bytes")
+    if len(domain) > 253 or not _DOMAIN.match(domain):
+        raise SessionFileError(f"{where} ({shown}): the domain is not a host name")
+    if (not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_PATH
+            or _CONTROL.search(path) or ";" in path):
+        raise SessionFileError(f"{where} ({shown}): the path must start with '/' and hold "
+                               "no control characters or ';'")
 
 
 def _allowed(cookie: dict[str, Any], site: SitePreset) -> bool:

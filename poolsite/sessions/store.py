@@ -87,13 +87,23 @@ def save_storage_state(site: str, state: dict[str, Any], *, user: Any = None,
                        base_url: str = "", action: str = Action.UPLOAD_SESSION,
                        details: dict[str, Any] | None = None) -> SiteSession:
     """Save (or replace) a site's session from a storage-state dict."""
+    staged = stage_storage_state(site, state)
+    return adopt(site, staged, STORAGE_STATE, summarize_state(state, "saved"), user=user,
+                 username=username, source=source, base_url=base_url, action=action,
+                 details=details)
+
+
+def stage_storage_state(site: str, state: dict[str, Any]) -> Path:
+    """Write a storage state beside the site's session (owner-only), not yet in use.
+
+    An upload is probed from here and adopted only when signed in; until then the
+    working session stays in place.
+    """
     staged = staging_path(site, STORAGE_STATE)
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(state, handle)
-    return adopt(site, staged, STORAGE_STATE, summarize_state(state, "saved"), user=user,
-                 username=username, source=source, base_url=base_url, action=action,
-                 details=details)
+    return staged
 
 
 def adopt(site: str, staged: Path, kind: str, summary: CaptureResult, *, user: Any = None,

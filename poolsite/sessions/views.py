@@ -12,9 +12,11 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
+from pool_core.session_check import STORAGE_STATE, summarize_state
 from poolsite.batches.forms import UploadLimitHandler
 from poolsite.batches.models import ControlAction
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
@@ -24,6 +26,7 @@ from poolsite.sessions.health import (
     check_saved,
     default_base_url,
     presets,
+    probe,
     site_sessions,
     tenant_for,
 )
@@ -82,16 +85,29 @@ def _session_upload(request: HttpRequest, limiter: UploadLimitHandler) -> HttpRe
                                           tenant_for(preset, base_url))
     except SessionFileError as exc:
         return _refuse(request, form, site, str(exc))
-    saved = store.save_storage_state(site, state, user=request.user, base_url=base_url,
-                                     source=SiteSession.Source.UPLOAD,
-                                     details={"file": form.cleaned_data["file"].name[:100]})
-    result = check_saved(site, base_url=base_url, force=True)
-    if result.signed_in is False:
-        messages.warning(request, f"Session for {site} saved ({saved.cookie_count} cookies), "
-                         f"but it is not signed in: {result.message}")
-    else:
-        messages.success(request, f"Session for {site} saved: {saved.cookie_count} "
-                         f"cookie(s); probe: {result.message}")
+    # Probe the new session before it replaces anything: a file that is not signed in
+    # (or is not what it claims) must not take the place of a working session.
+    staged = store.stage_storage_state(site, state)
+    try:
+        result = probe(preset, base_url, storage_state=str(staged))
+        if result.signed_in is not True:
+            kept = SiteSession.objects.filter(site=site).exists()
+            return _refuse(request, form, site, (
+                f"the uploaded session is not signed in ({result.message}); "
+                + ("the saved session is unchanged" if kept else "nothing was saved")))
+        saved = store.adopt(site, staged, STORAGE_STATE, summarize_state(state, "saved"),
+                            user=request.user, base_url=base_url,
+                            source=SiteSession.Source.UPLOAD,
+                            action=ControlAction.Action.UPLOAD_SESSION,
+                            details={"file": form.cleaned_data["file"].name[:100]})
+    finally:
+        staged.unlink(missing_ok=True)  # gone already when adopted
+    now = timezone.now()
+    SiteSession.objects.filter(pk=saved.pk).update(
+        last_probe_at=now, last_probe_ok=True, last_probe_message=result.message[:500],
+        last_ok_at=now)
+    messages.success(request, f"Session for {site} saved: {saved.cookie_count} "
+                     f"cookie(s); probe: {result.message}")
     return redirect("site_sessions")
 
 

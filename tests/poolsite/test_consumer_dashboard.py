@@ -98,9 +98,11 @@ async def test_it_refuses_users_without_a_role() -> None:
 
 
 async def test_it_refuses_a_foreign_origin_with_production_hosts(operator_cookie: str) -> None:
-    # AllowedHostsOriginValidator reads ALLOWED_HOSTS when built; with DEBUG on and no
-    # hosts it would let localhost through, so build it under production settings.
-    with override_settings(DEBUG=False, ALLOWED_HOSTS=["pool.example.com"]):
+    # The origin check reads its settings when built, so build it under production
+    # settings: the site is https://pool.example.com, reached through a proxy that
+    # forwards to 127.0.0.1:8000, so its origin is a trusted one.
+    with override_settings(DEBUG=False, ALLOWED_HOSTS=["pool.example.com"],
+                           CSRF_TRUSTED_ORIGINS=["https://pool.example.com"]):
         application = websocket_application()
     assert await refused(operator_cookie, "https://evil.example.com", application)
     assert await refused(operator_cookie, "http://127.0.0.1:8000", application)

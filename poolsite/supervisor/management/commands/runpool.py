@@ -107,6 +107,7 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         from poolsite.asgi import application
+        from poolsite.request_limits import capped_server
 
         # The consumers run on daphne's loop; sending from there avoids cross-loop
         # deliveries on the in-memory layer (see broadcast.py).
@@ -127,7 +128,9 @@ class Command(BaseCommand):
                           "/admin/)", ending="\n")
         self.stdout.flush()
         try:
-            daphne.server.Server(
+            # daphne with request bodies capped as they arrive (request_limits): plain
+            # daphne holds a whole body in memory before the application can refuse it.
+            capped_server(
                 application=application,
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 signal_handlers=True, verbosity=0).run()
