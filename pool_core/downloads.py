@@ -151,6 +151,7 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
         page.evaluate(_PREPARE_CLICKS_JS, {"overlays": list(overlays), "prefix": FRAME_PREFIX})
         for index, transfer in clicks:
             _click(page, batch, index, transfer, arrival_timeout_s)
+    batch.started = time.monotonic()  # the links' clock starts after the clicks' waits
     frames = []
     for index, transfer in enumerate(batch.transfers):
         href = transfer.link.href
