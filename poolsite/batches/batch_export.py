@@ -51,7 +51,7 @@ def results_rows(pos: QuerySet[PurchaseOrder],
                          queryset=Document.objects.only("po_id", "name", "warning"))
     for po in pos.order_by("batch_id", "id").prefetch_related(documents).iterator(2000):
         names = [d.name for d in po.documents.all()]
-        flagged = "; ".join(f"{d.name}: {d.warning}" for d in po.documents.all() if d.warning)
+        flagged = "; ".join(d.warning for d in po.documents.all() if d.warning)  # names the file
         # No supplier in the file: the one the worker read from the PO page.
         yield [po.po_number, po.supplier_shown, po.amount, po.url, po.status, po.reason,
                po.message, po.attempts, len(names), "; ".join(names), flagged,

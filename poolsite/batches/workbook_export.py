@@ -48,7 +48,7 @@ def status_by_row(batch: Batch) -> dict[int, list[str]]:
 
 def _status_cells(po: PurchaseOrder) -> list[str]:
     names = "; ".join(d.name for d in po.documents.all())
-    flagged = "; ".join(f"{d.name}: {d.warning}" for d in po.documents.all() if d.warning)
+    flagged = "; ".join(d.warning for d in po.documents.all() if d.warning)  # names the file
     return [po.status, po.reason, po.message, names, flagged, po.output_folder,
             po.supplier_seen]
 

@@ -102,6 +102,20 @@ class PermissionsTestCase(BaseTestCase):
         html = self.client.get(reverse("po_detail", args=[self.failed.pk])).content.decode()
         self.assertIn(reverse("po_retry", args=[self.failed.pk]), html)
 
+    def test_a_po_page_shows_where_its_attempt_looked_for_files(self) -> None:
+        Attempt.objects.filter(po=self.done).update(
+            sources=[{"page": "po", "name": "header", "seen": True, "files": 0, "problem": ""},
+                     {"page": "po", "name": "comments", "seen": False, "files": 0,
+                      "problem": "its container did not appear within 15 s"}],
+            blocked_requests=["http://127.0.0.3/pendo.js", "http://127.0.0.4/nr.js"])
+        Document.objects.filter(po=self.done).update(place="comments", warning="<not a pdf>")
+        self.client.force_login(self.bob)
+        html = self.client.get(reverse("po_detail", args=[self.done.pk])).content.decode()
+        self.assertIn("po header: 0 files; po comments: its container did not appear", html)
+        self.assertIn("2 third-party requests refused", html)
+        self.assertIn("PO page (comments)", html)
+        self.assertIn("&lt;not a pdf&gt;", html)  # escaped like every other value
+
     def test_it_lets_operators_and_superusers_control(self) -> None:
         for user in (self.alice, self.root):
             with self.subTest(user=user.username):

@@ -167,9 +167,9 @@ class ResultsWorkbookTestCase(BaseTestCase):
         rows = [[c.value for c in row] for row in sheet.iter_rows()]
         self.assertEqual(rows[0], ["PO_NUMBER", "Cost Center", "Memo", *STATUS_COLUMNS])
         self.assertEqual(rows[1][:3], ["PO200001", "CC1", "rush"])
-        self.assertEqual(rows[1][3:], ["COMPLETED", None, None, "invoice.pdf",
+        self.assertEqual(rows[1][3:], ["COMPLETED", None, None, "invoice.pdf", None,
                                        "batch-1/Globex/PO200001", "Globex"])
-        self.assertEqual(rows[2], [None] * 9)  # the blank row stays blank
+        self.assertEqual(rows[2], [None] * 10)  # the blank row stays blank
         self.assertEqual(rows[3][3:6], ["FAILED", "HTTP_500", "'=HYPERLINK(\"http://evil\")"])
         self.assertEqual(rows[4][:4], ["PO200003", None, "late", "QUEUED"])
         # Uploaded again (to retry), the results get their columns rewritten, not repeated.
@@ -189,7 +189,7 @@ class ResultsWorkbookTestCase(BaseTestCase):
         rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
         self.assertEqual(rows[0], ["PO Number", "Region", "Note", *STATUS_COLUMNS])
         self.assertEqual(rows[1], ["PO200001", "EMEA", "'+49 30 1234", "COMPLETED", "", "",
-                                   "invoice.pdf", "batch-1/Globex/PO200001", "Globex"])
+                                   "invoice.pdf", "", "batch-1/Globex/PO200001", "Globex"])
         self.assertEqual(rows[2][:6], ["PO200002", "APAC", "", "FAILED", "HTTP_500",
                                        "'=HYPERLINK(\"http://evil\")"])
 
