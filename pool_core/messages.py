@@ -56,7 +56,7 @@ class FileRecord:
     size: int
     sha256: str
     content_type: str
-    source: str  # "po" | "requisition" | "page-pdf" | "manifest"
+    source: str  # "po" | "requisition" | "page-pdf" | "message-pdf" | "manifest"
     source_url: str = ""
     place: str = ""  # where on the page: the preset's attachment source ("header", ...)
     warning: str = ""  # kept, but not what it claims to be (its bytes and name disagree)

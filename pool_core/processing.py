@@ -49,6 +49,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from pool_core.config import JobEnv
 from pool_core.downloads import Batch, Transfer, finish_downloads, start_downloads
 from pool_core.errors import UnsafePathError, UnsafeURLError, says_target_closed
+from pool_core.message_pdf import save_message_pdf
 from pool_core.messages import FileRecord, POStatus, SourceReport, Task, TaskResult
 from pool_core.names import dedupe, safe_component, safe_filename
 from pool_core.po_folder import (
@@ -223,7 +224,30 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     _stop_if_signed_out(attempt, batch.transfers)
     _name_blocked_frames(attempt, batch.transfers)
     with attempt.step("save", report=False):
-        return _save(attempt, batch.transfers, pdf, pdf_name, url)
+        verified = [t for t in batch.transfers if _verified(attempt, t)]
+        messages = _message_pdfs(attempt, page, verified, taken)
+        return _save(attempt, batch.transfers, verified, [*messages, *_page_pdf(pdf, pdf_name)],
+                     url)
+
+
+def _page_pdf(pdf: bytes | None, name: str) -> list[tuple[str, bytes, str, str]]:
+    return [] if pdf is None else [(name, pdf, "page-pdf", "")]
+
+
+def _message_pdfs(attempt: _Attempt, page: Page, verified: list[Transfer],
+                  taken: set[str]) -> list[tuple[str, bytes, str, str]]:
+    """A PDF of each Outlook message beside it, when extract-msg can read it."""
+    assert attempt.work is not None
+    made = []
+    for transfer in verified:
+        assert transfer.path is not None
+        if transfer.path.suffix.lower() != ".msg" or transfer.warning:
+            continue
+        name = dedupe(safe_filename(f"{transfer.path.name}.pdf"), taken)
+        target = attempt.work / name
+        if save_message_pdf(page, transfer.path, target):
+            made.append((name, target.read_bytes(), "message-pdf", transfer.link.place))
+    return made
 
 
 def _read_sources(attempt: _Attempt, page: Page, kind: str) -> list[AttachmentLink]:
@@ -327,20 +351,21 @@ def _requisition_links(attempt: _Attempt, page: Page, url: str) -> list[Attachme
         return _read_sources(attempt, page, "requisition")
 
 
-def _save(attempt: _Attempt, transfers: list[Transfer], pdf: bytes | None, pdf_name: str,
-          url: str) -> Outcome:
+def _save(attempt: _Attempt, transfers: list[Transfer], verified: list[Transfer],
+          made: list[tuple[str, bytes, str, str]], url: str) -> Outcome:
+    """Publish the verified files and the PDFs made here (name, bytes, source, place)."""
     assert attempt.work is not None
     task = attempt.task
     final = folder_for(final_folder(attempt.job.output_root, task.batch,
                                     task.supplier or attempt.supplier_seen, task.po_number),
                        task.po_number)
     relative = final.relative_to(Path(attempt.job.output_root).resolve())
-    records = [_record(relative, t) for t in transfers if _verified(attempt, t)]
-    if pdf is not None:
-        (attempt.work / pdf_name).write_bytes(pdf)
-        records.append(FileRecord(pdf_name, str(relative / pdf_name), len(pdf),
-                                  hashlib.sha256(pdf).hexdigest(), "application/pdf",
-                                  "page-pdf", url))
+    records = [_record(relative, t) for t in verified]
+    for name, data, source, place in made:
+        (attempt.work / name).write_bytes(data)
+        records.append(FileRecord(name, str(relative / name), len(data),
+                                  hashlib.sha256(data).hexdigest(), "application/pdf",
+                                  source, url if source == "page-pdf" else "", place=place))
     outcome = _status_of(transfers, attempt.readings)
     if attempt.pdf_problem:
         outcome = replace(outcome, message=f"{outcome.message}; {attempt.pdf_problem}")

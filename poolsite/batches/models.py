@@ -427,6 +427,7 @@ class Document(models.Model):
         PO = "po", "PO page"
         REQUISITION = "requisition", "Requisition"
         PAGE_PDF = "page-pdf", "Page PDF"
+        MESSAGE_PDF = "message-pdf", "PDF of an e-mail"
         MANIFEST = "manifest", "Manifest"
 
     po = models.ForeignKey(PurchaseOrder, models.CASCADE, related_name="documents")

@@ -12,6 +12,8 @@ import struct
 import zipfile
 import zlib
 
+from poolsite.demo_erp import outlook_msg
+
 
 def make_pdf(text: str, pad_to: int = 0) -> bytes:
     """Build a small valid one-page PDF showing `text`."""
@@ -98,10 +100,13 @@ def make_xlsx(rows: list[list[str]]) -> bytes:
     return out.getvalue()
 
 
-def make_msg(seed: str, size: int = 4096) -> bytes:
-    """Build an Outlook-.msg-like binary: the OLE compound-file magic, then bytes."""
-    magic = bytes.fromhex("D0CF11E0A1B11AE1")
-    return magic + _pseudo_random(seed, size - len(magic))
+def make_msg(seed: str) -> bytes:
+    """Build a real Outlook .msg (an e-mail approving `seed`), as buyers attach them."""
+    return outlook_msg.make_msg(
+        subject=f"Approval: {seed}",
+        body=f"Hello,\n\n{seed} is approved. Please proceed with the order.\n\n"
+             "Deliver to dock 4.\n",
+        sender="approver@example.com")
 
 
 def make_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:

@@ -231,3 +231,16 @@ def test_the_preset_can_look_at_the_requisition_when_the_po_has_no_pdf(
     result = run(page, coupa_site, number, eager)
     assert_ground_truth(result, eager)  # the requisition has none: the PO's own files
     assert {(s.page, s.seen) for s in result.sources} == {("po", True), ("requisition", True)}
+
+
+def test_an_outlook_message_is_kept_with_a_pdf_of_its_text_beside_it(
+        page: Page, coupa_site: DemoSite, job: JobEnv) -> None:
+    result = run(page, coupa_site, "PO200002", job)  # notes.txt and approval.msg
+    assert_ground_truth(result, job)
+    (message,) = [f for f in result.files if f.name.endswith(".msg")]
+    (printed,) = [f for f in result.files if f.source == "message-pdf"]
+    assert printed.name == f"{message.name}.pdf" and printed.place == message.place
+    body = (Path(job.output_root) / printed.path).read_bytes()
+    assert body.startswith(b"%PDF-") and hashlib.sha256(body).hexdigest() == printed.sha256
+    manifest = json.loads((Path(job.output_root) / result.folder / MANIFEST_NAME).read_text())
+    assert printed.name in {f["name"] for f in manifest["files"]}
