@@ -108,7 +108,7 @@ def workbook(folder: Path, numbers: list[str]) -> Path:
 def upload(page: Page, url: str, path: Path) -> None:
     page.goto(f"{url}/batches/upload/")
     page.set_input_files("input[name=file]", str(path))
-    page.select_option("select[name=site]", label=TENANT)
+    page.select_option("select[name=site]", TENANT)  # the option's value is the name
     page.click("button[type=submit]")
     page.click("text=Create the batch")
 

@@ -35,6 +35,7 @@ for name, role in (("otto", "operators"), ("vera", "viewers")):
     user = User.objects.create_user(name, password={PASSWORD!r})
     user.groups.add(Group.objects.get(name=role))
 """
+SITE = "Demo site"
 
 
 @pytest.fixture
@@ -42,6 +43,8 @@ def live(site: DemoSite, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     site.latency = 0.3  # slow enough to watch a PO go by, fast enough to finish
     deploy = deployment(tmp_path, site)
     deploy.manage("shell", "-c", MAKE_USERS)
+    deploy.manage("shell", "-c", "from poolsite.batches.models import Site; "
+                  f"Site.ensure({SITE!r}, 'demo', {site.base_url!r}, via='test')")
     port = free_port()
     proc = deploy.runpool("--port", str(port), "--storage-state",
                           str(tmp_path / "storage-state.json"))
@@ -81,6 +84,7 @@ def upload(page: Page, url: str, site: DemoSite, folder: Path) -> None:
         writer.writerows(catalog.demo_batch(site.base_url, POS))
     page.goto(f"{url}/batches/upload/")
     page.set_input_files("input[name=file]", str(path))
+    page.select_option("select[name=site]", SITE)
     page.fill("input[name=name]", "e2e demo batch")
     page.click("button[type=submit]")
     page.click("text=Create the batch")

@@ -51,7 +51,7 @@ def test_it_loads_demo_data_idempotently_and_prints_the_password(
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "Sign in at http://127.0.0.1:8000/ as 'admin' with password" in first.stdout
     assert "Sign in at http://127.0.0.1:8123/ as 'admin'" in second.stdout  # make run PORT=
-    assert "sample batch #1: 52 POs" in first.stdout
+    assert "sample batch #1: 56 POs" in first.stdout
     assert "sample batch" not in second.stdout  # not created twice
     password = first.stdout.split("with password '")[1].split("'")[0]
     assert f"with password '{password}'" in second.stdout  # same account, not reset

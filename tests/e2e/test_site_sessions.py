@@ -91,7 +91,9 @@ def test_runpool_signs_the_demo_site_in_once_and_keeps_the_session_across_restar
 
     assert all("demo site signed in" in run.stdout for run in runs)
     # The second start found the saved session still signed in (stable demo secret).
+    # The first start also set up the "Demo site"; the second found it as it was.
     assert deploy.query("SELECT action, outcome, username FROM batches_controlaction") == [
+        ("add_site", "done", "runpool --with-demo-site"),
         ("capture_session", "done", "runpool --with-demo-site")]
     assert deploy.query("SELECT site, source, last_probe_ok FROM site_sessions_sitesession"
                         ) == [("demo", "demo", 1)]
