@@ -12,6 +12,7 @@ import fnmatch
 import ipaddress
 import json
 import socket
+import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -140,6 +141,22 @@ class SitePreset:
             return f"host {host} is not in the allow-list of site {self.name!r}"
         return None
 
+    def check_resolved(self, url: str) -> str | None:
+        """`check_url`, then: every address the URL's host name resolves to must be public.
+
+        A name that resolves to this machine or a private network (a DNS entry pointing
+        at 127.0.0.1, or at a cloud metadata address) is refused unless the site allows
+        private targets. A name that does not resolve is left to the browser to fail.
+        """
+        problem = self.check_url(url)
+        if problem or self.allow_private:
+            return problem
+        host = (urlsplit(url).hostname or "").lower()
+        for address in resolve(host):
+            if is_private_host(address):
+                return f"host {host} resolves to {address}, a loopback or private address"
+        return None
+
     def require_url(self, url: str) -> str:
         """Return `url` when it may be opened; raise UnsafeURLError saying why not."""
         problem = self.check_url(url)
@@ -159,6 +176,27 @@ class SitePreset:
             if fnmatch.fnmatchcase(host, pattern.lower()):
                 return True
         return False
+
+
+RESOLVE_TTL_S = 60.0
+_resolved: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+
+def resolve(host: str) -> tuple[str, ...]:
+    """The addresses `host` resolves to (cached for a minute); () for an IP literal."""
+    if not host or _ip_literal(host.strip("[]")) is not None:
+        return ()
+    now = time.monotonic()
+    cached = _resolved.get(host)
+    if cached is not None and now - cached[0] < RESOLVE_TTL_S:
+        return cached[1]
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        infos = []
+    addresses = tuple(sorted({str(info[4][0]) for info in infos}))
+    _resolved[host] = (now, addresses)
+    return addresses
 
 
 def po_digits(po_number: str) -> str:

@@ -21,8 +21,11 @@ Nothing off the list is ever fetched, but what a refusal means depends on the re
   other hosts: every real Coupa page loads some) is aborted quietly and counted in
   `subresources_blocked`; it is not the PO's business.
 
-Not covered: WebSockets (neither layer sees them) and host names that resolve to
-private addresses.
+Host names are resolved and every address checked (a name pointing at 127.0.0.1 or
+a metadata address is refused unless the site allows private targets). Not covered:
+WebSockets (neither layer sees them), and a DNS answer that changes between our check
+and the browser's own lookup (rebinding): the browser's connection is not pinned to
+the address checked here.
 Attachments are fetched through iframes for this reason too (see downloads.py).
 """
 
@@ -66,7 +69,7 @@ class RequestGuard:
         if scheme in _WEBSOCKET_SCHEMES:
             parts = urlsplit(url)
             url = urlunsplit((_WEBSOCKET_SCHEMES[scheme], *parts[1:]))
-        return self.site.check_url(url)
+        return self.site.check_resolved(url)
 
     def install(self, context: BrowserContext) -> None:
         """Route every request of `context` through the allow-list."""

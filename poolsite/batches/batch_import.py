@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -75,6 +76,7 @@ CURRENCY_MARKS = "$€£¥"
 MAX_PROBLEMS = 500
 MAX_SUPPLIER = 255
 MAX_URL = 2000
+MAX_HOSTS = 100  # distinct hosts resolved per upload (DNS lookups are not free)
 MAX_EXTRA_VALUE = 2000
 
 
@@ -105,6 +107,7 @@ class Upload:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     site: Site | None = None  # the configured site, when the upload names one
+    hosts: set[str] = field(default_factory=set, repr=False)  # hosts of the rows' URLs
     data: bytes = field(default=b"", repr=False)  # the file, kept with the batch
 
     @property
@@ -416,6 +419,14 @@ def _row_url(text: str, po_number: str, upload: Upload, problem: Any) -> str:
         problem(f"URL is longer than {MAX_URL} characters", text)
         return ""
     why = upload.preset.check_url(text)
+    if not why:
+        host = (urlsplit(text).hostname or "").lower()
+        upload.hosts.add(host)
+        if len(upload.hosts) > MAX_HOSTS:
+            why = (f"the file names more than {MAX_HOSTS} different hosts; each one is "
+                   "looked up in DNS: split the batch")
+        else:
+            why = upload.preset.check_resolved(text)  # a name pointing at 127.0.0.1...
     if why:
         problem(f"URL not allowed: {why}", text)
         return ""

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 STALE_SECONDS = 24 * 3600
 # Fields of an Upload that are not plain JSON values: stored their own way.
-_SPECIAL = ("preset", "rows", "problems", "problem_count", "site", "data")
+_SPECIAL = ("preset", "rows", "problems", "problem_count", "site", "data", "hosts")
 
 
 def previews_dir() -> Path:
