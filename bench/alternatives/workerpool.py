@@ -2,7 +2,8 @@
 
 One worker process per unit of concurrency, each with its own Playwright driver and
 Chromium on its own temp root, seeded with the demo session's storage state; the job
-is `pool_core.processing:process_po` against the `demo` site preset. Everything else
+is `pool_core.processing:process_po` against the `demo` site preset (the coupa shape)
+or `demo-simple` (`--shape simple`). Everything else
 is WorkerPool's defaults, as a user would get them. Documents land under
 `--out/<batch>/<supplier>/<po_number>/`.
 """
@@ -27,7 +28,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     batch = batch_load(args.batch)
     first = urlsplit(batch[0]["url"])
-    site = load_preset("demo").with_base_url(f"{first.scheme}://{first.netloc}")
+    preset = "demo" if args.shape == "coupa" else "demo-simple"
+    site = load_preset(preset).with_base_url(f"{first.scheme}://{first.netloc}")
     pool = WorkerPool(
         args.concurrency,
         profile_manager=ProfileManager(storage_state=str(args.storage_state)),

@@ -119,7 +119,11 @@ def table_format(summaries: list[dict[str, Any]], conditions: dict[str, Any]) ->
 
 
 def conditions_line(c: dict[str, Any]) -> str:
-    return (f"{c['batch']} POs ({c['files_per_round']} attachments), page latency "
+    shape = c.get("shape", "simple")  # results from before the coupa shape were simple
+    if shape == "coupa":
+        shape += (f" (comments after {c.get('comments_delay')} s, "
+                  f"{len(c.get('specials') or [])} specials)")
+    return (f"{shape} pages, {c['batch']} POs ({c['files_per_round']} attachments), latency "
             f"{c['latency']} s, {c['rounds']} rounds alternating {'/'.join(c['systems'])}, "
             f"medians; {c['cpus']} CPUs, load {c['load_before']:.1f} before; {c['browser']}")
 
