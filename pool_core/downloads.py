@@ -1,13 +1,16 @@
 """Real browser downloads of a page's attachments, all at once, each with a deadline.
 
-    start_downloads(page, links)   click the elements that have no href, one at a time,
+    batch = open_batch(page)       listen for this page's downloads
+    start_downloads(page, batch, links)
+                                   click the elements that have no href, one at a time,
                                    then open every href in its own hidden, sandboxed
-                                   iframe, collecting the browser's Download objects
+                                   iframe; called again for files that render later
     finish_downloads(...)          wait for each until its deadline, save it to the
                                    work folder, or cancel it and say why
     batch.stop_listening(page)     before the page serves the next PO
 
-Downloads run in parallel (the site's latency is paid once, not once per file).
+Downloads run in parallel (the site's latency is paid once, not once per file), and
+files shown at `load` start while the page still renders the rest (Coupa's comments).
 Why iframes and not `<a download>`: Chromium hands an `<a download>` click straight
 to its download manager, outside request interception, so neither the context's
 routes nor the CDP Fetch guard would see it or its redirects (probed: a route that
@@ -110,9 +113,9 @@ class Transfer:
 
 @dataclass
 class Batch:
-    """Downloads started together, with the moment they started."""
+    """The downloads of one page, with the moment the last links were opened."""
 
-    transfers: list[Transfer]
+    transfers: list[Transfer] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     arrived: list[Download] = field(default_factory=list)
     arrival_times: dict[int, float] = field(default_factory=dict)  # id(download) -> t
@@ -141,19 +144,28 @@ class Batch:
                 self.shown.setdefault(index, frame.url)
 
 
-def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, str],
-                    arrival_timeout_s: float, overlays: tuple[str, ...] = ()) -> Batch:
-    """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
-    batch = Batch([Transfer(link) for link in links])
+def open_batch(page: Page) -> Batch:
+    """A batch listening for the page's downloads (stop_listening when done)."""
+    batch = Batch()
     batch.listen(page)
-    clicks = [(i, t) for i, t in enumerate(batch.transfers) if t.link.click]
+    return batch
+
+
+def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
+                    refused: dict[str, str], arrival_timeout_s: float,
+                    overlays: tuple[str, ...] = ()) -> None:
+    """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
+    first = len(batch.transfers)
+    batch.transfers += [Transfer(link) for link in links]
+    added = list(enumerate(batch.transfers))[first:]
+    clicks = [(i, t) for i, t in added if t.link.click]
     if clicks:
         page.evaluate(_PREPARE_CLICKS_JS, {"overlays": list(overlays), "prefix": FRAME_PREFIX})
         for index, transfer in clicks:
             _click(page, batch, index, transfer, arrival_timeout_s)
     batch.started = time.monotonic()  # the links' clock starts after the clicks' waits
     frames = []
-    for index, transfer in enumerate(batch.transfers):
+    for index, transfer in added:
         href = transfer.link.href
         if href and href in refused:
             transfer.failure, transfer.detail = "BLOCKED_URL", refused[href]
@@ -161,7 +173,6 @@ def start_downloads(page: Page, links: list[AttachmentLink], refused: dict[str, 
             frames.append({"href": href, "name": f"{FRAME_PREFIX}{index}"})
     if frames:
         page.evaluate(_TRIGGER_JS, frames)
-    return batch
 
 
 def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: float) -> None:
@@ -178,7 +189,7 @@ def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: 
         transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
         return
     deadline = time.monotonic() + timeout_s
-    while len(batch.arrived) == before and index not in batch.shown:
+    while (found := _new_arrival(batch, before)) is None and index not in batch.shown:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             transfer.failure = "DOWNLOAD_TIMEOUT"
@@ -186,8 +197,13 @@ def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: 
             return
         with suppress(PlaywrightTimeoutError):
             page.wait_for_event("download", timeout=min(remaining, POLL_S) * 1000)
-    if len(batch.arrived) > before:
-        transfer.download = batch.arrived[before]
+    transfer.download = found
+
+
+def _new_arrival(batch: Batch, before: int) -> Download | None:
+    """A download that arrived since `before` and is not one of the batch's links."""
+    links = {t.link.href for t in batch.transfers if t.link.href}
+    return next((d for d in batch.arrived[before:] if d.url not in links), None)
 
 
 def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,

@@ -63,7 +63,6 @@ _AWAIT_SOURCES_JS = """(sources) => new Promise((resolve) => {
 _READ_SOURCES_JS = """(args) => {
   const seen = new Set(), hrefs = new Set(), out = [];
   const here = location.href.split('#')[0];
-  let marks = 0;
   for (const source of args.sources) {
     let containers = [];
     try { containers = Array.from(document.querySelectorAll(source.container)); }
@@ -91,8 +90,13 @@ _READ_SOURCES_JS = """(args) => {
           hrefs.add(href);
           report.items.push({href: href, label: label, click: ''});
         } else {
-          const mark = args.prefix + String(marks++);
-          el.setAttribute(args.attribute, mark);
+          // The same element keeps its mark when the page is read again.
+          let mark = el.getAttribute(args.attribute);
+          if (!mark) {
+            window.__poolsiteMarks = (window.__poolsiteMarks || 0) + 1;
+            mark = args.prefix + String(window.__poolsiteMarks);
+            el.setAttribute(args.attribute, mark);
+          }
           report.items.push({href: '', label: label, click: mark});
         }
       }
@@ -175,15 +179,21 @@ def read_supplier(page: Page, site: SitePreset) -> str:
     return str(page.evaluate(_SUPPLIER_JS, list(site.supplier_selectors)))
 
 
-def read_sources(page: Page, site: SitePreset, kind: str) -> list[SourceReading]:
-    """Wait for every attachment source of a `kind` page to render, then read each one."""
+def read_sources(page: Page, site: SitePreset, kind: str, *,
+                 wait: bool = True) -> list[SourceReading]:
+    """Read every attachment source of a `kind` page, after waiting for them to render.
+
+    With wait=False, what the page shows now (to start on the files that are there at
+    `load` while the rest renders); an element read twice keeps its click mark.
+    """
     sources = site.sources_for(kind)
     if not sources:
         return []
     wanted = [{"name": s.name, "container": s.container, "items": s.items, "fetch": s.fetch,
                "empty": s.empty, "timeout_ms": int(s.render_timeout_s * 1000)}
               for s in sources]
-    page.evaluate(_AWAIT_SOURCES_JS, wanted)  # bounded by the longest render timeout
+    if wait:
+        page.evaluate(_AWAIT_SOURCES_JS, wanted)  # bounded by the longest render timeout
     found = page.evaluate(_READ_SOURCES_JS, {"sources": wanted, "attribute": CLICK_ATTRIBUTE,
                                              "prefix": kind[0]})
     readings = []

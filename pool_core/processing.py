@@ -47,7 +47,13 @@ from playwright.sync_api import Frame, Page, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pool_core.config import JobEnv
-from pool_core.downloads import Batch, Transfer, finish_downloads, start_downloads
+from pool_core.downloads import (
+    Batch,
+    Transfer,
+    finish_downloads,
+    open_batch,
+    start_downloads,
+)
 from pool_core.errors import UnsafePathError, UnsafeURLError, says_target_closed
 from pool_core.message_pdf import save_message_pdf
 from pool_core.messages import FileRecord, POStatus, SourceReport, Task, TaskResult
@@ -122,8 +128,14 @@ class _Attempt:
     pdf_problem: str = ""  # why there is no page PDF (a headed browser cannot print)
     rejected: list[str] = field(default_factory=list)  # failed files kept as evidence
     readings: list[SourceReading] = field(default_factory=list)  # every source looked at
-    downloads: Batch | None = None  # listening on the page until the attempt ends
+    downloads: list[Batch] = field(default_factory=list)  # listening until the attempt ends
     committed: bool = False  # a document of this attempt has replaced the handed one
+
+    def open_batch(self, page: Page) -> Batch:
+        """A new batch of downloads for the page as it is now (one per page visited)."""
+        batch = open_batch(page)
+        self.downloads.append(batch)
+        return batch
 
     def note_commits(self, frame: Frame) -> None:
         """A "framenavigated" listener: the main frame now shows this attempt's page."""
@@ -199,35 +211,75 @@ def _harvest(attempt: _Attempt, page: Page, url: str) -> Outcome:
     site = attempt.site
     response = _open(attempt, page, url, "the PO page")
     _classify(attempt, page, response, "the PO page")
-    with attempt.step("attachments"):  # a comments app may take seconds to render
-        attempt.supplier_seen = read_supplier(page, site)
-        links = _read_sources(attempt, page, "po")
-        requisition = read_requisition_url(page, site)
-    # The PO page is the PO's record: print it before anything can take the page
-    # elsewhere (the requisition, or a click that navigates instead of downloading).
-    with attempt.step("pdf"):
-        pdf = _print(attempt, page)
-    if requisition and _wants_requisition(site.requisition_when_no_pdf, links):
-        links += _requisition_links(attempt, page, requisition)
+    attempt.supplier_seen = read_supplier(page, site)
+    requisition = read_requisition_url(page, site)
     attempt.work = new_work_folder(attempt.job.output_root)
     taken = {MANIFEST_NAME}
     pdf_name = dedupe(safe_filename(f"{attempt.task.po_number} PO page.pdf"), taken)
+    batch = attempt.open_batch(page)
+    links = _fetch_sources(attempt, page, "po", batch)
+    # The PO page is the PO's record, its comments rendered: print it while its files
+    # download, and before anything can take the page elsewhere (the requisition).
+    with attempt.step("pdf"):
+        pdf = _print(attempt, page)
+    _finish(attempt, page, batch, taken)
+    if requisition and _wants_requisition(site.requisition_when_no_pdf, links):
+        _open_requisition(attempt, page, requisition)
+        batch = attempt.open_batch(page)
+        _fetch_sources(attempt, page, "requisition", batch)
+        _finish(attempt, page, batch, taken)
+    transfers = [t for each in attempt.downloads for t in each.transfers]
+    _stop_if_left_site(attempt, page)
+    _stop_if_signed_out(attempt, transfers)
+    _name_blocked_frames(attempt, transfers)
+    with attempt.step("save", report=False):
+        verified = [t for t in transfers if _verified(attempt, t)]
+        messages = _message_pdfs(attempt, page, verified, taken)
+        return _save(attempt, transfers, verified, [*messages, *_page_pdf(pdf, pdf_name)],
+                     url)
+
+
+def _fetch_sources(attempt: _Attempt, page: Page, kind: str, batch: Batch) -> list[AttachmentLink]:
+    """Start every file of the page's sources; return them all (LAYOUT_UNKNOWN raises).
+
+    Files already shown at `load` start at once (Coupa's header buttons are clicked one
+    by one, a round trip each) while the rest renders (the comments app), then the rest.
+    """
+    with attempt.step("downloads"):
+        here = page.url
+        early = [link for reading in read_sources(page, attempt.site, kind, wait=False)
+                 if reading.seen for link in reading.links]
+        _start(attempt, page, batch, early)
+    with attempt.step("attachments"):
+        links = _read_sources(attempt, page, kind)
+    if page.url != here:  # a click navigated instead of downloading
+        raise _Stop(Outcome(POStatus.FAILED, "CLICK_NAVIGATED",
+                            f"clicking a file took the {kind} page to {page.url[:200]}",
+                            retryable=True))
+    started = {_link_key(link) for link in early}
+    with attempt.step("downloads"):
+        _start(attempt, page, batch, [x for x in links if _link_key(x) not in started])
+    return links
+
+
+def _link_key(link: AttachmentLink) -> str:
+    return link.href or f"click:{link.click}"
+
+
+def _start(attempt: _Attempt, page: Page, batch: Batch, links: list[AttachmentLink]) -> None:
+    if not links:
+        return
     refused = {link.href: why for link in links
                if link.href and (why := attempt.guard.problem(link.href))}
+    start_downloads(page, batch, links, refused, attempt.job.download_timeout_s,
+                    attempt.site.overlay_selectors)
+
+
+def _finish(attempt: _Attempt, page: Page, batch: Batch, taken: set[str]) -> None:
+    assert attempt.work is not None
     with attempt.step("downloads"):
-        batch = attempt.downloads = start_downloads(page, links, refused,
-                                                    attempt.job.download_timeout_s,
-                                                    site.overlay_selectors)
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
                          lambda suggested: dedupe(safe_filename(suggested), taken))
-    _stop_if_left_site(attempt, page)
-    _stop_if_signed_out(attempt, batch.transfers)
-    _name_blocked_frames(attempt, batch.transfers)
-    with attempt.step("save", report=False):
-        verified = [t for t in batch.transfers if _verified(attempt, t)]
-        messages = _message_pdfs(attempt, page, verified, taken)
-        return _save(attempt, batch.transfers, verified, [*messages, *_page_pdf(pdf, pdf_name)],
-                     url)
 
 
 def _page_pdf(pdf: bytes | None, name: str) -> list[tuple[str, bytes, str, str]]:
@@ -336,8 +388,8 @@ def _print(attempt: _Attempt, page: Page) -> bytes | None:
         return None
 
 
-def _requisition_links(attempt: _Attempt, page: Page, url: str) -> list[AttachmentLink]:
-    """The PR fallback: the files of the PO's requisition (its sources read as evidence)."""
+def _open_requisition(attempt: _Attempt, page: Page, url: str) -> None:
+    """The PR fallback: open the PO's requisition, which has its own sources to read."""
     response = _open(attempt, page, url, "the requisition page")
     try:
         _classify(attempt, page, response, "the requisition page")
@@ -347,8 +399,6 @@ def _requisition_links(attempt: _Attempt, page: Page, url: str) -> list[Attachme
         # The PO itself was fine: it has no documents we can reach.
         raise _Stop(replace(stop.outcome, status=POStatus.NO_ATTACHMENTS,
                             reason=f"REQUISITION_{stop.outcome.reason}")) from None
-    with attempt.step("requisition"):
-        return _read_sources(attempt, page, "requisition")
 
 
 def _save(attempt: _Attempt, transfers: list[Transfer], verified: list[Transfer],
@@ -593,8 +643,8 @@ def _evidence_stem(attempt: _Attempt, reason: str) -> str:
 def _close(attempt: _Attempt, page: Page) -> None:
     """Take off what the attempt hung on the page; the page itself stays open."""
     discard(attempt.work)
-    if attempt.downloads is not None:
-        attempt.downloads.stop_listening(page)
+    for batch in attempt.downloads:
+        batch.stop_listening(page)
     attempt.guard.remove()
     page.remove_listener("framenavigated", attempt.note_commits)
 
