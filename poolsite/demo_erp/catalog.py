@@ -65,6 +65,18 @@ COUPA_FINISHING = tuple(
     number for number in SPECIALS + COUPA_SPECIALS
     if number not in (HANG, MEMORY_HOG, STALLED_DOWNLOAD))
 NORMAL_START = 200000
+# How the special POs end (status, reason); every other PO completes.
+OUTCOMES = {
+    NO_ATTACHMENTS: ("NO_ATTACHMENTS", ""),
+    NOT_FOUND: ("PO_NOT_FOUND", "PO_NOT_FOUND"),
+    ACCESS_DENIED: ("ACCESS_DENIED", "ACCESS_DENIED"),
+    SERVER_ERROR: ("FAILED", "HTTP_500"),
+    HANG: ("TIMEOUT", "TIMEOUT"),
+    STALLED_DOWNLOAD: ("PARTIAL", "DOWNLOAD_TIMEOUT"),
+    MEMORY_HOG: ("FAILED", "MEMORY_LIMIT"),
+    REDIRECT_OUT: ("FAILED", "BLOCKED_URL"),
+}
+COUPA_OUTCOMES = {**OUTCOMES, COMMENTS_NEVER_RENDER: ("FAILED", "LAYOUT_UNKNOWN")}
 
 SHAPES = ("simple", "coupa")
 # Where a file sits on a coupa page (and the ground truth's `source`).
@@ -153,16 +165,7 @@ def expected(po_number: str, shape: str = "coupa") -> ExpectedPO:
     po = find(po_number, shape="simple")
     if po is None:
         return ExpectedPO(po_number, "PO_NOT_FOUND", "PO_NOT_FOUND", ())
-    outcome = {
-        NO_ATTACHMENTS: ("NO_ATTACHMENTS", ""),
-        NOT_FOUND: ("PO_NOT_FOUND", "PO_NOT_FOUND"),
-        ACCESS_DENIED: ("ACCESS_DENIED", "ACCESS_DENIED"),
-        SERVER_ERROR: ("FAILED", "HTTP_500"),
-        HANG: ("TIMEOUT", "TIMEOUT"),
-        STALLED_DOWNLOAD: ("PARTIAL", "DOWNLOAD_TIMEOUT"),
-        MEMORY_HOG: ("FAILED", "MEMORY_LIMIT"),
-        REDIRECT_OUT: ("FAILED", "BLOCKED_URL"),
-    }.get(po.po_number, ("COMPLETED", ""))
+    outcome = OUTCOMES.get(po.po_number, ("COMPLETED", ""))
     files = po.po_attachments or po.requisition_attachments
     if po.po_number == STALLED_DOWNLOAD:
         files = files[:1]  # the second one never arrives
@@ -421,17 +424,7 @@ def _expected_coupa(po_number: str) -> ExpectedPO:
     po = find(po_number, shape="coupa")
     if po is None:
         return ExpectedPO(po_number, "PO_NOT_FOUND", "PO_NOT_FOUND", ())
-    outcome = {
-        NO_ATTACHMENTS: ("NO_ATTACHMENTS", ""),
-        NOT_FOUND: ("PO_NOT_FOUND", "PO_NOT_FOUND"),
-        ACCESS_DENIED: ("ACCESS_DENIED", "ACCESS_DENIED"),
-        SERVER_ERROR: ("FAILED", "HTTP_500"),
-        HANG: ("TIMEOUT", "TIMEOUT"),
-        STALLED_DOWNLOAD: ("PARTIAL", "DOWNLOAD_TIMEOUT"),
-        MEMORY_HOG: ("FAILED", "MEMORY_LIMIT"),
-        REDIRECT_OUT: ("FAILED", "BLOCKED_URL"),
-        COMMENTS_NEVER_RENDER: ("FAILED", "LAYOUT_UNKNOWN"),
-    }.get(po.po_number, ("COMPLETED", ""))
+    outcome = COUPA_OUTCOMES.get(po.po_number, ("COMPLETED", ""))
     files = coupa_files(po)
     chosen = [f for f in files if not f.on_requisition] or list(files)
     if po.po_number == STALLED_DOWNLOAD:
