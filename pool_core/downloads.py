@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # The final file name for a download's suggested name (sanitised, de-duplicated).
 NameFor = Callable[[str], str]
+GiveUp = Callable[[], str]
 POLL_S = 0.25
 
 FRAME_PREFIX = "poolsite-download-"
@@ -153,8 +154,12 @@ def open_batch(page: Page) -> Batch:
 
 def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
                     refused: dict[str, str], arrival_timeout_s: float,
-                    overlays: tuple[str, ...] = ()) -> None:
-    """Trigger a download for every link; `refused` maps hrefs the allow-list refuses."""
+                    overlays: tuple[str, ...] = (), give_up: GiveUp = lambda: "") -> None:
+    """Trigger a download for every link; `refused` maps hrefs the allow-list refuses.
+
+    `give_up` says why waiting for a click's download is pointless (the site sent the
+    page to sign in), or "".
+    """
     first = len(batch.transfers)
     batch.transfers += [Transfer(link) for link in links]
     added = list(enumerate(batch.transfers))[first:]
@@ -162,7 +167,7 @@ def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
     if clicks:
         page.evaluate(_PREPARE_CLICKS_JS, {"overlays": list(overlays), "prefix": FRAME_PREFIX})
         for index, transfer in clicks:
-            _click(page, batch, index, transfer, arrival_timeout_s)
+            _click(page, batch, index, transfer, arrival_timeout_s, give_up)
     batch.started = time.monotonic()  # the links' clock starts after the clicks' waits
     frames = []
     for index, transfer in added:
@@ -175,7 +180,8 @@ def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
         page.evaluate(_TRIGGER_JS, frames)
 
 
-def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: float) -> None:
+def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: float,
+           give_up: GiveUp) -> None:
     """Click one href-less attachment and wait for what it starts (a download, a page)."""
     before = len(batch.arrived)
     element = page.locator(f"[{CLICK_ATTRIBUTE}='{transfer.link.click}']")
@@ -195,6 +201,9 @@ def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: 
             transfer.failure = "DOWNLOAD_TIMEOUT"
             transfer.detail = f"clicking it started no download within {timeout_s:g} s"
             return
+        if why := give_up():
+            transfer.failure, transfer.detail = "DOWNLOAD_FAILED", why
+            return
         with suppress(PlaywrightTimeoutError):
             page.wait_for_event("download", timeout=min(remaining, POLL_S) * 1000)
     transfer.download = found
@@ -207,14 +216,14 @@ def _new_arrival(batch: Batch, before: int) -> Download | None:
 
 
 def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
-                     name_for: NameFor) -> None:
+                     name_for: NameFor, give_up: GiveUp = lambda: "") -> None:
     """Save every download, or cancel it: `timeout_s` to start, then `timeout_s` to finish.
 
     Each download's clock starts when its response arrives, so files the browser
     queues behind others (six connections per host) are not charged for the wait.
     """
     wanted = [t for t in batch.transfers if not t.failure]
-    _await_arrivals(page, batch, len(wanted), batch.started + timeout_s)
+    _await_arrivals(page, batch, len(wanted), batch.started + timeout_s, give_up)
     for index, url in batch.shown.items():
         transfer = batch.transfers[index]
         transfer.final_url = url
@@ -236,10 +245,11 @@ def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
         _finish_one(transfer, transfer.download, folder, deadline, name_for)
 
 
-def _await_arrivals(page: Page, batch: Batch, count: int, deadline: float) -> None:
+def _await_arrivals(page: Page, batch: Batch, count: int, deadline: float,
+                    give_up: GiveUp) -> None:
     while len(batch.arrived) + len(batch.shown) < count:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or give_up():
             return
         try:
             # In slices: a frame showing a page instead of downloading also ends a wait.

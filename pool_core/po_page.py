@@ -7,6 +7,8 @@ supplier and listing its attachments costs milliseconds, not one call per select
 from __future__ import annotations
 
 import fnmatch
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from playwright.sync_api import Page
@@ -42,21 +44,24 @@ _SUPPLIER_JS = """(selectors) => {
   return '';
 }"""
 
-# Waits until every source's container is on the page or past its own deadline (a
-# comments app renders after `load`). Resolves to nothing: the reader below decides.
-_AWAIT_SOURCES_JS = """(sources) => new Promise((resolve) => {
+# Waits until every source's container is on the page or past its own remaining time
+# (a comments app renders after `load`), or until `slice_ms` has passed: the caller
+# looks between slices whether waiting still makes sense. True when done waiting.
+_AWAIT_SOURCES_JS = """(args) => new Promise((resolve) => {
   const started = Date.now();
   const present = (sel) => {
     try { return !!document.querySelector(sel); } catch (e) { return true; }
   };
   const check = () => {
-    const waiting = sources.some(
-      (s) => !present(s.container) && Date.now() - started < s.timeout_ms);
+    const elapsed = Date.now() - started;
+    const waiting = args.sources.some((s) => !present(s.container) && elapsed < s.timeout_ms);
     if (!waiting) { resolve(true); return; }
+    if (elapsed >= args.slice_ms) { resolve(false); return; }
     setTimeout(check, 50);
   };
   check();
 })"""
+WAIT_SLICE_S = 0.5
 
 # For each source: was its container seen, its "none" marker, and every file in it,
 # deduplicated by element and by href. Href-less items are marked to be clicked later.
@@ -179,12 +184,13 @@ def read_supplier(page: Page, site: SitePreset) -> str:
     return str(page.evaluate(_SUPPLIER_JS, list(site.supplier_selectors)))
 
 
-def read_sources(page: Page, site: SitePreset, kind: str, *,
-                 wait: bool = True) -> list[SourceReading]:
+def read_sources(page: Page, site: SitePreset, kind: str, *, wait: bool = True,
+                 give_up: Callable[[], object] = lambda: False) -> list[SourceReading]:
     """Read every attachment source of a `kind` page, after waiting for them to render.
 
     With wait=False, what the page shows now (to start on the files that are there at
-    `load` while the rest renders); an element read twice keeps its click mark.
+    `load` while the rest renders); an element read twice keeps its click mark. The
+    wait ends early when `give_up()` is true (the page's requests were sent to sign in).
     """
     sources = site.sources_for(kind)
     if not sources:
@@ -193,7 +199,7 @@ def read_sources(page: Page, site: SitePreset, kind: str, *,
                "empty": s.empty, "timeout_ms": int(s.render_timeout_s * 1000)}
               for s in sources]
     if wait:
-        page.evaluate(_AWAIT_SOURCES_JS, wanted)  # bounded by the longest render timeout
+        _await_sources(page, wanted, give_up)
     found = page.evaluate(_READ_SOURCES_JS, {"sources": wanted, "attribute": CLICK_ATTRIBUTE,
                                              "prefix": kind[0]})
     readings = []
@@ -206,6 +212,18 @@ def read_sources(page: Page, site: SitePreset, kind: str, *,
                                       empty_marker=bool(report["empty_marker"]),
                                       problem=_problem(source, report)))
     return readings
+
+
+def _await_sources(page: Page, wanted: list[dict], give_up: Callable[[], object]) -> None:
+    started = time.monotonic()
+    while True:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        left = [{**s, "timeout_ms": s["timeout_ms"] - elapsed_ms} for s in wanted]
+        if page.evaluate(_AWAIT_SOURCES_JS, {"sources": left,
+                                             "slice_ms": int(WAIT_SLICE_S * 1000)}):
+            return
+        if give_up():
+            return
 
 
 def _problem(source: AttachmentSource, report: dict) -> str:

@@ -272,14 +272,15 @@ def _start(attempt: _Attempt, page: Page, batch: Batch, links: list[AttachmentLi
     refused = {link.href: why for link in links
                if link.href and (why := attempt.guard.problem(link.href))}
     start_downloads(page, batch, links, refused, attempt.job.download_timeout_s,
-                    attempt.site.overlay_selectors)
+                    attempt.site.overlay_selectors, give_up=lambda: _sign_in_seen(attempt))
 
 
 def _finish(attempt: _Attempt, page: Page, batch: Batch, taken: set[str]) -> None:
     assert attempt.work is not None
     with attempt.step("downloads"):
         finish_downloads(page, batch, attempt.work, attempt.job.download_timeout_s,
-                         lambda suggested: dedupe(safe_filename(suggested), taken))
+                         lambda suggested: dedupe(safe_filename(suggested), taken),
+                         give_up=lambda: _sign_in_seen(attempt))
 
 
 def _page_pdf(pdf: bytes | None, name: str) -> list[tuple[str, bytes, str, str]]:
@@ -304,11 +305,12 @@ def _message_pdfs(attempt: _Attempt, page: Page, verified: list[Transfer],
 
 def _read_sources(attempt: _Attempt, page: Page, kind: str) -> list[AttachmentLink]:
     """Every file the page's sources show; LAYOUT_UNKNOWN when one is not understood."""
-    readings = read_sources(page, attempt.site, kind)
+    readings = read_sources(page, attempt.site, kind, give_up=lambda: _sign_in_seen(attempt))
     attempt.readings.extend(readings)
     problems = [r.describe() for r in readings if not r.understood]
-    if problems:
-        _stop_if_sent_to_sign_in(attempt)  # a comments app whose data request was walled
+    if problems:  # a comments app whose data request was walled is no layout problem
+        _stop_if_left_site(attempt, page)
+        _stop_if_sent_to_sign_in(attempt)
         retry = attempt.task.attempt <= LAYOUT_RETRIES
         raise _Stop(Outcome(POStatus.FAILED, "LAYOUT_UNKNOWN",
                             f"the {kind} page is not the shape the site preset describes: "
@@ -559,6 +561,16 @@ def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
                                 "the session expired during the PO"))
     if any(t.failure for t in transfers):
         _stop_if_sent_to_sign_in(attempt)
+
+
+def _sign_in_seen(attempt: _Attempt) -> str:
+    """Why waiting on the page is pointless: it or its requests were sent away, or ""."""
+    guard = attempt.guard
+    if guard.left_site:
+        return f"the page was sent to {guard.left_site[0][0][:200]}"
+    refused = [url for url, _ in guard.blocked_frames] + guard.subresources_blocked
+    url = next((url for url in refused if _is_sign_in(attempt.site, url)), "")
+    return f"a request of the page was sent to the sign-in page ({url[:200]})" if url else ""
 
 
 def _stop_if_sent_to_sign_in(attempt: _Attempt) -> None:

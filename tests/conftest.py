@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pool_core.browser import find_browser
-from poolsite.demo_erp.server import COMMENTS_DELAY, DemoSite
+from poolsite.demo_erp.server import DemoSite
+
+# The comments render this long after `load` in tests (the site's default is 0.6 s):
+# late all the same, and the suite visits hundreds of PO pages.
+COMMENTS_DELAY = 0.2
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def demo_site() -> Iterator[DemoSite]:
     """The demo procurement site (pages shaped like Coupa's), shared by the whole session."""
-    site = DemoSite(latency=0.0).start()
+    site = DemoSite(latency=0.0, comments_delay=COMMENTS_DELAY).start()
     yield site
     site.stop()
 

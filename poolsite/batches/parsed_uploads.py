@@ -95,8 +95,10 @@ def take(sha256: str, *, site: Site, sheet: str, data: bytes) -> Upload | None:
 
 
 def _site_key(site: Site | None) -> str:
-    """The site and the moment it last changed: a changed site means a fresh parse."""
-    return f"{site.pk}@{site.updated_at.isoformat()}" if site is not None else ""
+    """The site as it decides which URLs are allowed: a changed site means a fresh parse."""
+    if site is None:
+        return ""
+    return json.dumps([site.pk, site.preset, site.base_url, sorted(site.extra_hosts or [])])
 
 
 def forget(sha256: str) -> None:

@@ -245,6 +245,11 @@ class DemoSite:
         with self._lock:
             return sum(n for path, n in self._hits.items() if path.startswith(prefix))
 
+    def visits(self, path: str) -> int:
+        """Hits on exactly `path` (a PO page, not its comments API below it)."""
+        with self._lock:
+            return self._hits[path]
+
     def count_canary(self) -> None:
         with self._lock:
             self._canary_hits += 1

@@ -95,7 +95,7 @@ def test_it_shares_one_batch_between_two_hosts_and_processes_each_po_once(
 
     assert _pg_statuses(postgres_url, batch_id) == {po["po_number"]: "COMPLETED" for po in pos}
     for po in pos:  # the demo site saw every PO page exactly once
-        assert site.hits(f"/order_headers/{po['po_number'][2:]}") == 1, po["po_number"]
+        assert site.visits(f"/order_headers/{po['po_number'][2:]}") == 1, po["po_number"]
     with psycopg.connect(postgres_url) as conn:
         per_host: dict[str, int] = dict(conn.execute(
             "SELECT host, COUNT(*) FROM batches_attempt GROUP BY host").fetchall())

@@ -175,7 +175,7 @@ def test_postgresql_restarts_mid_batch_and_the_supervisor_loses_nothing(
                         "WHERE batch_id = %s", batch_id))
     assert statuses == {po["po_number"]: "COMPLETED" for po in pos}
     for po in pos:
-        assert site.hits(f"/order_headers/{po['po_number'][2:]}") == 1, po["po_number"]
+        assert site.visits(f"/order_headers/{po['po_number'][2:]}") == 1, po["po_number"]
     attempts = dict(_pg(postgres_url, "SELECT po_id, COUNT(*) FROM batches_attempt "
                         "GROUP BY po_id"))
     assert len(attempts) == len(pos) and set(attempts.values()) == {1}, attempts

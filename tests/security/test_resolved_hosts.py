@@ -63,7 +63,12 @@ def test_a_name_resolving_to_loopback_is_refused_in_the_browser(
 def test_the_demo_which_allows_private_targets_is_not_resolved(
         monkeypatch: pytest.MonkeyPatch) -> None:
     looked_up: list[str] = []
-    monkeypatch.setattr(sites, "resolve", lambda host: looked_up.append(host) or ())
+
+    def resolve(host: str) -> tuple[str, ...]:
+        looked_up.append(host)
+        return ()
+
+    monkeypatch.setattr(sites, "resolve", resolve)
     demo = load_preset("demo")
     assert demo.check_resolved("http://127.0.0.1:8001/order_headers/1") is None
     generic = dataclasses.replace(load_preset("generic"))

@@ -18,7 +18,7 @@ from unittest import mock
 
 from poolsite.batches import views
 from poolsite.batches.batch_import import parse_upload
-from poolsite.batches.models import Batch
+from poolsite.batches.models import Batch, Site
 from poolsite.batches.upload_read import MAX_XLSX_RATIO, MAX_XLSX_SHARED_STRINGS
 from tests.poolsite.badfiles import GOOD_XLSX_ROWS, rezip, xlsx
 from tests.poolsite.base import BaseTestCase
@@ -111,12 +111,14 @@ def test_a_huge_sheet_part_is_refused_too() -> None:
 class ConfirmTestCase(BaseTestCase):
     def _upload(self) -> Any:
         self.client.force_login(self.alice)
+        site = self.make_site()
         data = xlsx([["PO Number", "Supplier", "Amount", "Region"],
                      *[[f"PO{400000 + i}", f"Supplier {i}", 10 + i, "EU"] for i in range(50)]])
         response = self.client.post("/batches/upload/", {
-            "file": _named(data, "march.xlsx"), "preset": "demo", "name": "March"})
+            "file": _named(data, "march.xlsx"), "site": site.name, "name": "March"})
         assert response.status_code == 200, response.content[:500]
-        return response.context["confirm"].initial
+        initial = response.context["confirm"].initial
+        return {**initial, "site": site.name}
 
     def _confirm(self, initial: dict[str, Any]) -> Any:
         return self.client.post("/batches/upload/confirm/",
@@ -153,6 +155,14 @@ class ConfirmTestCase(BaseTestCase):
         assert response.status_code == 400  # no sheet named 'Nope'
         assert not Batch.objects.exists()
 
+    def test_a_site_changed_since_the_preview_means_a_fresh_parse(self) -> None:
+        initial = self._upload()
+        site = Site.objects.get()
+        site.extra_hosts = ["files.example.com"]  # its allow-list is not the preview's
+        site.save()
+        with mock.patch.object(views, "parse_upload", side_effect=parse_upload) as parse:
+            response = self._confirm(initial)
+        assert response.status_code == 302 and parse.call_count == 1
 
 def _named(data: bytes, name: str) -> io.BytesIO:
     handle = io.BytesIO(data)
