@@ -2,10 +2,11 @@
 
     process_po(page, task, job) -> TaskResult                (inside a worker process)
 
-    navigate ─▶ classify ─▶ sources ─▶ pdf ─┬────────────────────────┬─▶ downloads ─▶ save
-    (guarded)   login wall, error page,    of the └─ none: requisition ─┘   (clicks, then
-                429, 5xx, left the site    PO page     page's sources        links; each
-                                                                              verified)
+    navigate ─▶ classify ─▶ sources ─────────────────▶ pdf ─▶ finish ─┬──────────────┬─▶ save
+    (guarded)   login wall,  files shown at load start  (comment     └ none: the    ┘  (each
+                error page,  (header clicks) while the   files         requisition,    verified)
+                429, 5xx,    rest renders; then the      download      the same way
+                left site    rest (comment links)        meanwhile)
 
 PO-level problems never raise: they come back as a status, a short machine reason
 (HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, LAYOUT_UNKNOWN, DOWNLOAD_TIMEOUT,
@@ -565,23 +566,26 @@ def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
 
 def _sign_in_seen(attempt: _Attempt) -> str:
     """Why waiting on the page is pointless: it or its requests were sent away, or ""."""
-    guard = attempt.guard
-    if guard.left_site:
-        return f"the page was sent to {guard.left_site[0][0][:200]}"
-    refused = [url for url, _ in guard.blocked_frames] + guard.subresources_blocked
-    url = next((url for url in refused if _is_sign_in(attempt.site, url)), "")
+    if attempt.guard.left_site:
+        return f"the page was sent to {attempt.guard.left_site[0][0][:200]}"
+    url = _refused_sign_in(attempt)
     return f"a request of the page was sent to the sign-in page ({url[:200]})" if url else ""
 
 
 def _stop_if_sent_to_sign_in(attempt: _Attempt) -> None:
     """A request of the page was redirected to a sign-in URL (and refused there)."""
+    url = _refused_sign_in(attempt)
+    if url:
+        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                            f"a request of the page was sent to the sign-in page "
+                            f"({url[:200]}): the session expired during the PO"))
+
+
+def _refused_sign_in(attempt: _Attempt) -> str:
+    """The first request the guard refused that was on its way to a sign-in page, or ""."""
     guard = attempt.guard
     refused = [url for url, _ in guard.blocked_frames] + guard.subresources_blocked
-    for url in refused:
-        if _is_sign_in(attempt.site, url):
-            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
-                                f"a request of the page was sent to the sign-in page "
-                                f"({url[:200]}): the session expired during the PO"))
+    return next((url for url in refused if _is_sign_in(attempt.site, url)), "")
 
 
 def _is_sign_in(site: SitePreset, url: str) -> bool:
