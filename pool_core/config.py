@@ -32,9 +32,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pool_core.egress_proxy import EgressFailure
 from pool_core.sites import SitePreset
 
 DEFAULT_PROCESS_FN = "pool_core.simple_job:save_page_pdf"
+
+
+def _no_failures() -> list[EgressFailure]:
+    return []
 
 
 def _ignore_phase(phase: str) -> None:
@@ -82,6 +87,9 @@ class JobEnv:
     download_timeout_s: float
     report_phase: Callable[[str], None] = field(default=_ignore_phase, compare=False,
                                                 repr=False)
+    # The connections the worker's egress proxy did not make since the last call.
+    egress_failures: Callable[[], list[EgressFailure]] = field(
+        default=_no_failures, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

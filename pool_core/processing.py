@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Frame, Page, Response
@@ -55,6 +56,7 @@ from pool_core.downloads import (
     open_batch,
     start_downloads,
 )
+from pool_core.egress_proxy import EgressFailure
 from pool_core.errors import UnsafePathError, UnsafeURLError, says_target_closed
 from pool_core.message_pdf import save_message_pdf
 from pool_core.messages import FileRecord, POStatus, SourceReport, Task, TaskResult
@@ -341,8 +343,25 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
             if "ERR_BLOCKED_BY_CLIENT" in str(exc):
                 raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
                                     f"{what}: the browser refused {url}")) from None
+            failure = _egress_failure(attempt, url)
+            if failure is not None and failure.refused:
+                raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                                    f"{what}: refused {url}: {failure.reason}")) from None
+            detail = failure.reason if failure is not None else _first_line(exc)
             raise _Stop(Outcome(POStatus.FAILED, "NETWORK_ERROR",
-                                f"{what} ({url}): {_first_line(exc)}", retryable=True)) from None
+                                f"{what} ({url}): {detail}", retryable=True)) from None
+
+
+def _egress_failure(attempt: _Attempt, url: str) -> EgressFailure | None:
+    """What the egress proxy said about `url`'s host, when it did not connect.
+
+    The browser only reports ERR_SOCKS_CONNECTION_FAILED; the proxy knows whether the
+    host was refused (a name that now resolves to a private address: DNS rebinding) or
+    could not be reached.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    failures = [f for f in attempt.job.egress_failures() if f.host.lower() == host]
+    return failures[-1] if failures else None
 
 
 def _classify(attempt: _Attempt, page: Page, response: Response | None, what: str) -> None:

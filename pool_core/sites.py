@@ -157,6 +157,34 @@ class SitePreset:
                 return f"host {host} resolves to {address}, a loopback or private address"
         return None
 
+    def connect_addresses(self, host: str) -> tuple[str, ...]:
+        """The addresses a browser connection to `host` may go to; UnsafeURLError if none.
+
+        The worker's egress proxy (egress_proxy.py) asks this for every connection and
+        connects to one of the addresses returned, never to a later DNS answer: the
+        connection is pinned to what was checked. `host` must be on the allow-list, and
+        every address it resolves to must be public unless the site allows private
+        targets.
+        """
+        host = host.strip("[]").lower().rstrip(".")
+        if not host:
+            raise UnsafeURLError("no host")
+        if not self.host_allowed(host):
+            raise UnsafeURLError(f"host {host} is not in the allow-list of site {self.name!r}")
+        literal = _ip_literal(host)
+        if literal is not None:
+            addresses: tuple[str, ...] = (str(literal),)
+        else:
+            addresses = resolve(host)
+        if not addresses:
+            raise UnsafeURLError(f"host {host} does not resolve")
+        if not self.allow_private:
+            for address in addresses:
+                if is_private_host(address):
+                    raise UnsafeURLError(f"host {host} resolves to {address}, "
+                                         "a loopback or private address")
+        return addresses
+
     def require_url(self, url: str) -> str:
         """Return `url` when it may be opened; raise UnsafeURLError saying why not."""
         problem = self.check_url(url)

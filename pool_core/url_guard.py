@@ -22,10 +22,11 @@ Nothing off the list is ever fetched, but what a refusal means depends on the re
   `subresources_blocked`; it is not the PO's business.
 
 Host names are resolved and every address checked (a name pointing at 127.0.0.1 or
-a metadata address is refused unless the site allows private targets). Not covered:
-WebSockets (neither layer sees them), and a DNS answer that changes between our check
-and the browser's own lookup (rebinding): the browser's connection is not pinned to
-the address checked here.
+a metadata address is refused unless the site allows private targets). Neither layer
+sees WebSockets, and the browser would resolve a name again on its own (a DNS answer
+that changes after our check: rebinding); both are held one level down, where the
+worker's browser connects only through its egress proxy (egress_proxy.py), which
+checks every connection's host again and connects to the very address it checked.
 Attachments are fetched through iframes for this reason too (see downloads.py).
 """
 

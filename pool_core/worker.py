@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from pool_core.config import JobEnv, WorkerSpec
+from pool_core.egress_proxy import EgressFailure, EgressProxy
 from pool_core.errors import says_target_closed
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.process_tree import (
@@ -186,7 +187,9 @@ def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connec
     except BaseException as exc:
         _report_startup_failure(conn, exc)
         os._exit(EXIT_STARTUP_FAILED)
-    session = _BrowserSession(playwright, spec, root)
+    # Every connection of the browser goes through the site's pinning proxy.
+    proxy = EgressProxy(spec.site.connect_addresses).start() if spec.site else None
+    session = _BrowserSession(playwright, spec, root, proxy)
     try:
         session.launch()
     except BaseException as exc:
@@ -215,11 +218,13 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
             return 0
         received = time.monotonic()
         conn.send(TaskReceived(key=task.key, at=received))
+        session.egress_failures()  # the previous PO's are not this one's
         job = JobEnv(worker_id=worker_id, output_root=spec.output_root, work_root=root.work_dir,
                      evidence_dir=spec.evidence_dir, site=spec.site,
                      nav_timeout_s=spec.nav_timeout_s,
                      download_timeout_s=spec.download_timeout_s,
-                     report_phase=_phase_reporter(conn, task.key))
+                     report_phase=_phase_reporter(conn, task.key),
+                     egress_failures=session.egress_failures)
         result = session.run(process_fn, task, job)
         exiting = not session.alive()
         conn.send(TaskDone(result=result, seconds=time.monotonic() - received,
@@ -280,8 +285,10 @@ def _is_driver(proc: psutil.Process) -> bool:
 class _BrowserSession:
     """The worker's browser: launched, handed out per task, recycled, closed."""
 
-    def __init__(self, playwright: Playwright, spec: WorkerSpec, root: WorkerRoot) -> None:
+    def __init__(self, playwright: Playwright, spec: WorkerSpec, root: WorkerRoot,
+                 proxy: EgressProxy | None = None) -> None:
         self.playwright = playwright
+        self.proxy = proxy
         self.spec = spec
         self.root = root
         self.browser: Browser | None = None
@@ -295,7 +302,8 @@ class _BrowserSession:
     def launch(self) -> None:
         chromium = self.playwright.chromium
         common: dict[str, Any] = dict(executable_path=self.spec.browser_path,
-                                      args=list(self.spec.browser_args),
+                                      args=[*self.spec.browser_args,
+                                            *(self.proxy.browser_args() if self.proxy else ())],
                                       headless=self.spec.headless,
                                       timeout=self.spec.launch_timeout_s * 1000)
         if self.root.persistent_profile:
@@ -311,6 +319,9 @@ class _BrowserSession:
         record_pids(self.root.path, [os.getpid()] + [p.pid for p in children])
         self.browser_main = next((p for p in children if is_browser_main(p)), None)
         _lower_priority(children, self.spec.browser_nice)
+
+    def egress_failures(self) -> list[EgressFailure]:
+        return self.proxy.take_failures() if self.proxy else []
 
     def _mark_crashed(self) -> None:
         self.crashed = True

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pool_core.browser import find_browser
+from pool_core.browser import find_browser, launch_args
+from pool_core.egress_proxy import EgressProxy
+from pool_core.sites import load_preset
 from poolsite.demo_erp.server import DemoSite
 
 # The comments render this long after `load` in tests (the site's default is 0.6 s):
@@ -70,6 +72,16 @@ def simple_site(simple_demo_site: DemoSite) -> DemoSite:
 @pytest.fixture(scope="session")
 def browser_path() -> str:
     return find_browser(os.environ.get("POOL_BROWSER_PATH") or None)
+
+
+@pytest.fixture(scope="session")
+def worker_args(demo_site: DemoSite) -> Iterator[list[str]]:
+    """A worker browser's flags for tests that drive pages in-process: the launch flags
+    and the egress proxy of the demo tenant (both shapes of the demo site are on
+    127.0.0.1; the third-party, identity and canary hosts are off its list)."""
+    tenant = load_preset("demo").for_tenant(demo_site.base_url)
+    with EgressProxy(tenant.connect_addresses) as proxy:
+        yield [*launch_args(), *proxy.browser_args()]
 
 
 def service_url(name: str) -> str:

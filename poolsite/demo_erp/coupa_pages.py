@@ -145,6 +145,7 @@ def _third_party_head(hosts: Hosts) -> str:
     """Analytics and monitoring agents, as every real tenant page loads them."""
     events = f"{hosts.monitoring}/events/1/{MONITORING_KEY}"
     beacon = json.dumps(events + "?type=beacon")
+    live = "ws" + hosts.monitoring.removeprefix("http") + f"/live/{MONITORING_KEY}"
     return (
         f'<script async src="{hosts.analytics}/agent/static/{ANALYTICS_KEY}/pendo.js"></script>'
         "<script>window.NREUM||(NREUM={});NREUM.info="
@@ -157,7 +158,9 @@ def _third_party_head(hosts: Hosts) -> str:
         + ",{method:'POST',mode:'no-cors',keepalive:true,body:JSON.stringify("
         "{t:'pageview',u:location.pathname})}).catch(function(){});}catch(e){}"
         "window.addEventListener('load',function(){try{navigator.sendBeacon(" + beacon
-        + ",'load');}catch(e){}});})();</script>"
+        + ",'load');}catch(e){}});"
+        # Session-replay agents stream over a WebSocket, which no route handler sees.
+        "try{new WebSocket(" + json.dumps(live) + ");}catch(e){}})();</script>"
         f'<link rel="preload" as="font" type="font/woff" crossorigin="anonymous" '
         f'href="{hosts.analytics}/fonts/guide-regular.woff">'
     )

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from pool_core.browser import launch_args
 from pool_core.message_pdf import message_text, save_message_pdf
 from poolsite.demo_erp import filetypes
 
 
 @pytest.fixture(scope="module")
-def page(browser_path: str) -> Iterator[Page]:
+def page(browser_path: str, worker_args: list[str]) -> Iterator[Page]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
+        browser = pw.chromium.launch(executable_path=browser_path, args=worker_args)
         yield browser.new_page()
         browser.close()
 

@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from pool_core.browser import launch_args
 from pool_core.config import JobEnv
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.names import MAX_NAME_BYTES, safe_filename
@@ -40,9 +39,9 @@ def site(simple_site: DemoSite) -> DemoSite:
     return simple_site
 
 @pytest.fixture(scope="module")
-def browser(browser_path: str) -> Iterator[Browser]:
+def browser(browser_path: str, worker_args: list[str]) -> Iterator[Browser]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
+        browser = pw.chromium.launch(executable_path=browser_path, args=worker_args)
         ours = browser_processes()
         assert ours
         yield browser

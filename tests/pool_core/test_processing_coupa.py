@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from pool_core.browser import launch_args
 from pool_core.config import JobEnv
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.names import safe_filename
@@ -37,9 +36,9 @@ NORMAL = [f"PO{n}" for n in range(200000, 200008)]
 
 
 @pytest.fixture(scope="module")
-def browser(browser_path: str) -> Iterator[Browser]:
+def browser(browser_path: str, worker_args: list[str]) -> Iterator[Browser]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
+        browser = pw.chromium.launch(executable_path=browser_path, args=worker_args)
         yield browser
         browser.close()
 
