@@ -46,6 +46,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from pool_core.browser import find_browser, launch_args  # noqa: E402
 from pool_core.config import JobEnv  # noqa: E402
+from pool_core.egress_proxy import EgressProxy  # noqa: E402
 from pool_core.messages import Task, TaskResult  # noqa: E402
 from pool_core.processing import process_po  # noqa: E402
 from pool_core.sites import load_preset  # noqa: E402
@@ -85,27 +86,37 @@ def coupa_wait(number: str, latency: float, delay: float) -> tuple[float, float]
 
 
 def bench(latency: float, numbers: list[str], shape: str) -> list[dict]:
+    """Each PO on a worker's browser (through its egress proxy) and on a browser that
+    connects directly, side by side, alternating which goes first."""
     site = DemoSite(latency=latency, shape=shape).start()
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-") as tmp, \
                 sync_playwright() as pw:
             job = job_for(site, Path(tmp), shape)
-            browser = pw.chromium.launch(executable_path=find_browser(), args=launch_args())
-            context = browser.new_context(
-                storage_state=site.storage_state(),  # type: ignore[arg-type]
-                accept_downloads=True)
-            page = context.new_page()  # one page for every PO, as in a worker
-            process_po(page, task_for(site, WARM_UP), job)
-            for number in numbers:
-                started = time.perf_counter()
-                result = process_po(page, task_for(site, number), job)
-                page.goto("about:blank")  # as a worker does between POs
-                wall = time.perf_counter() - started
-                rows.append(row_of(number, result, wall, site))
-            browser.close()
-        # The engine blocks the pages' analytics and monitoring hosts: never reached.
-        assert site.third_party_hits == 0 and site.canary_hits == 0
+            assert job.site is not None
+            with EgressProxy(job.site.connect_addresses) as proxy:
+                pages = {}
+                for egress, extra in (("proxy", proxy.browser_args()), ("direct", [])):
+                    browser = pw.chromium.launch(executable_path=find_browser(),
+                                                 args=[*launch_args(), *extra])
+                    context = browser.new_context(
+                        storage_state=site.storage_state(),  # type: ignore[arg-type]
+                        accept_downloads=True)
+                    pages[egress] = context.new_page()  # one page for every PO
+                    process_po(pages[egress], task_for(site, WARM_UP), job)
+                for i, number in enumerate(numbers):
+                    order = ("proxy", "direct") if i % 2 == 0 else ("direct", "proxy")
+                    for egress in order:
+                        before = site.third_party_hits + site.canary_hits
+                        page = pages[egress]
+                        started = time.perf_counter()
+                        result = process_po(page, task_for(site, number), job)
+                        page.goto("about:blank")  # as a worker does between POs
+                        wall = time.perf_counter() - started
+                        rows.append(row_of(number, result, wall, site) | {"egress": egress})
+                        if egress == "proxy":  # a worker never reaches them
+                            assert site.third_party_hits + site.canary_hits == before
     finally:
         site.stop()
     return rows
@@ -141,6 +152,10 @@ def row_of(number: str, result: TaskResult, wall: float, site: DemoSite) -> dict
 
 
 def report(rows: list[dict], latency: float, shape: str, delay: float) -> dict:
+    """The summary of the worker-like runs (through the proxy), with the direct runs'
+    median beside it: what the egress proxy costs."""
+    direct = [r for r in rows if r["egress"] == "direct"]
+    rows = [r for r in rows if r["egress"] == "proxy"]
     print(f"{'PO':10} {'status':10} {'files':>5} {'wall':>6} {'wait':>5} {'ideal':>5} "
           f"{'over':>6}  " + " ".join(f"{s[:8]:>8}" for s in STEPS))
     for r in rows:
@@ -158,12 +173,20 @@ def report(rows: list[dict], latency: float, shape: str, delay: float) -> dict:
             r["site_wait_s"] - r["ideal_wait_s"] for r in rows),
         "median_step_s": {s: statistics.median(r["steps"].get(s, 0.0) for r in rows)
                           for s in STEPS},
+        "direct_median_s_per_po": statistics.median(r["wall_s"] for r in direct),
+        "direct_median_overhead_ms": 1000 * statistics.median(
+            r["overhead_s"] for r in direct),
+        "proxy_cost_ms_median": 1000 * statistics.median(
+            p["wall_s"] - d["wall_s"] for p, d in zip(rows, direct, strict=True)),
     }
     print(f"\n{shape} shape: median {summary['median_s_per_po']:.3f} s per PO at "
           f"{latency:g} s latency; "
           f"overhead beyond the site's latency: median {summary['median_overhead_ms']:.0f} ms, "
           f"max {summary['max_overhead_ms']:.0f} ms (target <= 300 ms median); "
           f"load average {summary['load_average_1m']:.1f} on {os.cpu_count()} CPUs")
+    print(f"without the egress proxy (side by side): median overhead "
+          f"{summary['direct_median_overhead_ms']:.0f} ms; the proxy's cost per PO: "
+          f"median {summary['proxy_cost_ms_median']:.0f} ms")
     print("median per step (s): " + ", ".join(
         f"{k} {v:.3f}" for k, v in summary["median_step_s"].items()))
     return summary
