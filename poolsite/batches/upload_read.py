@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import ctypes
+import ctypes.util
 import datetime as dt
+import gc
 import io
 import re
 import warnings
@@ -97,13 +100,41 @@ def read_table(data: bytes, filename: str, *, sheet: str | None = None, max_rows
         raise refuse("this is a legacy Excel .xls (or other OLE) file: "
                      "save it as .xlsx or CSV and upload that")
     if data.startswith(ZIP_MAGIC):
-        return _read_xlsx(data, sheet, max_rows, progress)
+        try:
+            return _read_xlsx(data, sheet, max_rows, progress)
+        finally:
+            release_memory()
     if lower.endswith((".xlsx", ".xlsm")):
         raise refuse(f"{filename} is named like an XLSX workbook but is not one "
                      "(an XLSX file is a zip archive)")
     if sheet:
         raise refuse(f"a sheet name ({sheet!r}) was given but the file is not an XLSX workbook")
     return _read_csv(data, max_rows, progress)
+
+
+def release_memory() -> None:
+    """Hand the memory a workbook's parse freed back to the system.
+
+    openpyxl builds the shared-strings table and every cell as small Python objects;
+    once the rows are read they are garbage, but the C allocator keeps the freed heap
+    for reuse, and this is the long-lived process that also hosts the supervisor.
+    A collection, then glibc's malloc_trim, returns it (bench/bench_workbook_memory.py).
+    """
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
 
 
 # -- CSV -------------------------------------------------------------------------------
