@@ -62,7 +62,7 @@ def child(path: str, release: bool) -> None:
     from poolsite.batches import upload_read
 
     if not release:
-        upload_read.release_memory = lambda: None  # type: ignore[assignment]
+        upload_read.release_memory = lambda: None
     data = Path(path).read_bytes()
     me = psutil.Process()
     gc.collect()
