@@ -11,7 +11,7 @@ STAMP_BENCH := $(VENV)/.bench-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint pytest setup browser migrate demo-data bench bench-compare clean
+.PHONY: run test test-fast lint pytest setup browser migrate demo-data bench bench-compare clean
 
 run: setup demo-data
 	$(PY) manage.py runpool --host $(HOST) --port $(PORT) --with-demo-site
@@ -55,6 +55,10 @@ lint: $(STAMP_DEPS)
 
 pytest: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The quick loop while editing: everything but the tests marked slow (a few minutes).
+test-fast: setup lint
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 # The alternatives poolsite is compared with (Crawlee, matplotlib) live in the optional
 # `bench` group, never in the product's dependencies.

@@ -15,6 +15,7 @@ from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
+from pool_core.url_guard import RequestGuard
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -26,11 +27,26 @@ def safe_name(text: str) -> str:
 
 
 def save_page_pdf(page: Page, task: Task, job: JobEnv) -> TaskResult:
-    """Open the PO's URL and save the page as a PDF."""
+    """Open the PO's URL and save the page as a PDF, on the site's allow-list."""
+    guard = RequestGuard(job.site) if job.site else None
+    if guard is not None:
+        guard.install(page.context)
+        guard.watch(page)
+    try:
+        return _save_page_pdf(page, task, job, guard)
+    finally:
+        if guard is not None:
+            guard.remove()
+
+
+def _save_page_pdf(page: Page, task: Task, job: JobEnv,
+                   guard: RequestGuard | None) -> TaskResult:
     job.report_phase("navigating")
     try:
         response = page.goto(task.url, wait_until="load", timeout=job.nav_timeout_s * 1000)
     except PlaywrightError as exc:
+        if guard is not None and guard.left_site:
+            return _left_site(task, job, guard.left_site[0])
         return _result(task, POStatus.FAILED, "NETWORK", str(exc)[:300], retryable=True)
     status = response.status if response is not None else 0
     if job.site and any(fnmatch.fnmatchcase(page.url, p) for p in job.site.login_url_patterns):
@@ -60,6 +76,16 @@ def save_page_pdf(page: Page, task: Task, job: JobEnv) -> TaskResult:
                         source_url=task.url)
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.COMPLETED,
                       files=(record,), folder=folder_rel)
+
+
+def _left_site(task: Task, job: JobEnv, refused: tuple[str, str]) -> TaskResult:
+    """The page was sent off the allow-list: to sign in (its URL says so), or elsewhere."""
+    url, why = refused
+    patterns = job.site.login_url_patterns if job.site else ()
+    if any(fnmatch.fnmatchcase(url, p) for p in patterns):
+        return _result(task, POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+                       f"redirected to the sign-in page {url[:300]}")
+    return _result(task, POStatus.FAILED, "BLOCKED_URL", f"refused {url[:300]}: {why}")
 
 
 def _result(task: Task, status: POStatus, reason: str, message: str, *,

@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from poolsite.supervisor.host import HostSupervisor
 
 
+# Whole folders of slow tests: each starts deployments (runpool, daphne, Chromium
+# workers) or injects faults and waits them out. Single slow tests elsewhere carry
+# @pytest.mark.slow themselves.
+SLOW_FOLDERS = ("e2e", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.path)).parent.name in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def demo_site() -> Iterator[DemoSite]:
     """The demo procurement site (pages shaped like Coupa's), shared by the whole session."""
