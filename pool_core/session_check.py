@@ -160,7 +160,8 @@ def run_isolated(fn: Callable[..., Any], request: Any, *, timeout_s: float,
         return _failure(fn, f"gave no answer within {timeout_s:g} s")
     except EOFError:
         child_done = True
-        return _failure(fn, f"the browser process died (exit code {process and process.exitcode})")
+        code = process.exitcode if process is not None else None
+        return _failure(fn, f"the browser process died (exit code {code})")
     finally:
         if reader is not None:
             reader.close()
@@ -331,7 +332,9 @@ def _wait_signed_in(context: Any, page: Any, request: CaptureRequest, stop: Even
             last = probed = _probe_in(context, request.site, url, request.nav_timeout_s)
             if last.signed_in or pressed:
                 return last
-            if last.status >= 400:  # an error page does not turn into a signed-in one
+            # An error page (not a sign-in page: some answer 401) does not turn into a
+            # signed-in one however long we wait.
+            if last.signed_in is None and last.status >= 400:
                 return ProbeResult(None, f"{last.message}; gave up at once (is the site's "
                                    "address right?)", last.url, last.status)
         now = time.monotonic()

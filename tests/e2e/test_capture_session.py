@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pool_core.process_tree import is_gone, kill_tree, processes_naming
+from pool_core.process_tree import is_gone, kill_tree, processes_naming, wait_gone
 from poolsite.demo_erp.server import DemoSite
 from tests.runpool_harness import ROOT, Deployment, deployment
 
@@ -127,6 +127,6 @@ def test_a_capture_killed_outright_leaves_nothing_behind(
         proc.kill()
         proc.wait(10)
         assert _wait_clean(deploy, timeout=15) == []
-        assert [p.pid for p in family if not is_gone(p)] == []
+        assert [p.pid for p in wait_gone(family, 10)] == []  # the child, its driver
     finally:
         _end(proc, deploy, family)
