@@ -10,7 +10,9 @@
 
 A pool's ProfileManager removes its roots on every exit path; at start it sweeps roots
 whose owner died (SIGKILL of the host) together with the processes still using them,
-and leaves every other pool's roots and every other Chromium alone.
+and leaves every other pool's roots and every other Chromium alone. The same sweep takes
+the session jobs' roots (`poolsite-session-<owner pid>-*`, see session_check) whose
+owner died, and those of older versions without an owner once they are a day old.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,9 @@ from pool_core.process_tree import kill_tree
 log = logging.getLogger(__name__)
 ROOT_PREFIX = "poolsite-"
 _ROOT_RE = re.compile(r"^poolsite-(\d+)-w\d+-[0-9a-f]+$")
+SESSION_ROOT_PREFIX = "poolsite-session-"
+_SESSION_ROOT_RE = re.compile(r"^poolsite-session-(?:(\d+)-)?[A-Za-z0-9_]+$")
+UNOWNED_ROOT_AGE_S = 24 * 3600  # a session root naming no owner is stale after this
 # What a signed-in session needs (PROCUREMENT.md); never caches, never Singleton* files
 # (a copied SingletonLock makes Chromium refuse the profile).
 SESSION_ESSENTIALS = (
@@ -132,21 +138,24 @@ class ProfileManager:
         return [str(p) for p in self._all_roots() if _owner_pid(p.name) == self.owner_pid]
 
     def sweep_stale(self) -> SweepReport:
-        """Kill processes of, and remove, roots left by pools whose host died."""
+        """Kill processes of, and remove, roots left by pools (and session captures or
+        probes) whose owner died."""
         removed = killed = 0
-        for root in self._all_roots():
+        for root in self._all_roots(with_sessions=True):
             if not self._owner_is_dead(root):
                 continue
             killed += kill_tree(None, str(root))
             self.remove_root(str(root))
             removed += 1
-            log.info("swept stale worker root %s", root)
+            log.info("swept stale %s root %s",
+                     "session" if _SESSION_ROOT_RE.match(root.name) else "worker", root)
         return SweepReport(roots_removed=removed, processes_killed=killed)
 
     # -- helpers ---------------------------------------------------------------------
-    def _all_roots(self) -> list[Path]:
+    def _all_roots(self, with_sessions: bool = False) -> list[Path]:
         try:
-            return [p for p in Path(self.temp_dir).iterdir() if _ROOT_RE.match(p.name)]
+            return [p for p in Path(self.temp_dir).iterdir() if _ROOT_RE.match(p.name) or (
+                with_sessions and _SESSION_ROOT_RE.match(p.name))]
         except OSError:
             return []
 
@@ -156,6 +165,11 @@ class ProfileManager:
             pid, started = int(owner["pid"]), float(owner["create_time"])
         except (OSError, ValueError, KeyError, TypeError):
             pid, started = _owner_pid(root.name) or 0, None
+        if not pid:  # a session root from before they named their owner: by age
+            try:
+                return time.time() - root.stat().st_mtime > UNOWNED_ROOT_AGE_S
+            except OSError:
+                return False
         if pid == self.owner_pid:
             return False
         try:
@@ -208,8 +222,8 @@ class ProfileManager:
 
 
 def _owner_pid(name: str) -> int | None:
-    match = _ROOT_RE.match(name)
-    return int(match.group(1)) if match else None
+    match = _ROOT_RE.match(name) or _SESSION_ROOT_RE.match(name)
+    return int(match.group(1)) if match and match.group(1) else None
 
 
 def _write_json(path: str, data: Any) -> None:

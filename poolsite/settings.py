@@ -142,12 +142,25 @@ else:
 
 # In-memory channel layer by default (one process only); Redis for scale-out.
 REDIS_URL = os.getenv("REDIS_URL", "")
+# channels-redis waits for a message with BZPOPMIN, which blocks in Redis for up to
+# 5 s (RedisChannelLayer.brpop_timeout) and then is simply issued again. redis-py 8
+# gives every socket a 5 s read timeout by default, so an idle wait is cut off with
+# redis.exceptions.TimeoutError: the hosts' wake-up listener logs a traceback every
+# few seconds and an idle dashboard's consumer dies (its page reconnects). The layer's
+# reads therefore wait well past the blocking read, still bounded so that a Redis gone
+# silent is noticed; connecting keeps redis-py's 5 s. A `socket_timeout=` query
+# argument in REDIS_URL overrides this (redis-py lets the URL win).
+REDIS_SOCKET_TIMEOUT = 15.0
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Deployments sharing one Redis keep apart by prefix.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.getenv("POOL_REDIS_PREFIX", "poolsite")},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                           "socket_connect_timeout": 5.0}],
+                # Deployments sharing one Redis keep apart by prefix.
+                "prefix": os.getenv("POOL_REDIS_PREFIX", "poolsite"),
+            },
         }
     }
 else:

@@ -51,14 +51,14 @@ class Deployment:
         assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done
 
-    def runpool(self, *args: str) -> subprocess.Popen[str]:
-        log = open(self.base / "runpool.log", "a")  # noqa: SIM115 - closed with the process
+    def runpool(self, *args: str, log_name: str = "runpool.log") -> subprocess.Popen[str]:
+        log = open(self.base / log_name, "a")  # noqa: SIM115 - closed with the process
         return subprocess.Popen([sys.executable, "manage.py", "runpool", *args], cwd=ROOT,
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
 
-    def log(self) -> str:
-        path = self.base / "runpool.log"
+    def log(self, name: str = "runpool.log") -> str:
+        path = self.base / name
         return path.read_text() if path.exists() else ""
 
     def import_batch(self, pos: list[dict[str, Any]], name: str = "batch") -> int:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from django.conf import settings
 
 from pool_core.session_check import (
     STORAGE_STATE,
+    CaptureProgress,
     CaptureRequest,
     CaptureResult,
     capture_session,
@@ -49,9 +51,12 @@ class CaptureError(Exception):
 def capture(site: str, *, start_url: str = "", base_url: str = "", headless: bool = True,
             kind: str = STORAGE_STATE, wait_s: float = 600.0, executable: str = "",
             user: Any = None, username: str = "",
-            source: str = SiteSession.Source.CAPTURE, stop: Event | None = None
-            ) -> SiteSession:
-    """Open the site, wait for a signed-in browser, save its session; CaptureError if not."""
+            source: str = SiteSession.Source.CAPTURE, stop: Event | None = None,
+            on_progress: Callable[[CaptureProgress], None] | None = None) -> SiteSession:
+    """Open the site, wait for a signed-in browser, save its session; CaptureError if not.
+
+    `on_progress` hears what the browser sees every few seconds while it waits.
+    """
     preset = _preset(site)
     base_url = (base_url or _origin(start_url) or default_base_url(preset)).rstrip("/")
     start_url = start_url or login_url(preset, base_url)
@@ -64,8 +69,13 @@ def capture(site: str, *, start_url: str = "", base_url: str = "", headless: boo
                              browser_path=executable or browser_path(), start_url=start_url,
                              target=str(staged), kind=kind, headless=headless,
                              wait_s=wait_s)
-    result: CaptureResult = run_isolated(capture_session, request, stop=stop,
-                                         timeout_s=wait_s + CAPTURE_GRACE_SECONDS)
+    try:
+        result: CaptureResult = run_isolated(capture_session, request, stop=stop,
+                                             timeout_s=wait_s + CAPTURE_GRACE_SECONDS,
+                                             on_progress=on_progress)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): nothing half-written stays
+        _discard(staged)
+        raise
     if not result.ok or not staged.exists():
         _discard(staged)
         message = f"capture for {site} failed: {result.message}"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 
+from pool_core.profiles import ProfileManager
 from pool_core.session_check import (
     CaptureRequest,
     ProbeRequest,
@@ -73,3 +77,36 @@ def test_enter_pressed_before_signing_in_saves_nothing(
         stop=pressed, timeout_s=90)
     assert not result.ok and "sign-in page" in result.message  # the identity host
     assert not target.exists()
+
+
+def test_a_dead_captures_temp_folder_is_swept_with_its_browser(tmp_path: Path) -> None:
+    """What a capture killed with SIGKILL leaves goes at the next sweep (runpool start)."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"poolsite-session-{dead.pid}-k1ll3d"
+    living = tmp_path / f"poolsite-session-{os.getpid()}-ru4nng"
+    unowned_old = tmp_path / "poolsite-session-0ld5tyle"  # made before folders had owners
+    unowned_new = tmp_path / "poolsite-session-n3wst4rt"
+    for root, owner in ((stale, {"pid": dead.pid, "create_time": 1.0}),
+                        (living, {"pid": os.getpid(),
+                                  "create_time": psutil.Process().create_time()}),
+                        (unowned_old, None), (unowned_new, None)):
+        (root / "tmp").mkdir(parents=True)
+        if owner is not None:
+            (root / "owner.json").write_text(json.dumps(owner))
+    a_day_ago = time.time() - 25 * 3600
+    os.utime(unowned_old, (a_day_ago, a_day_ago))
+    # A stand-in for the capture's browser: its command line names the folder.
+    sleeper = "import time; time.sleep(60)"
+    orphan = subprocess.Popen([sys.executable, "-c", sleeper, str(stale / "tmp")])
+    try:
+        report = ProfileManager(temp_dir=str(tmp_path)).sweep_stale()
+        assert orphan.wait(5) == -signal.SIGKILL
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([living.name,
+                                                                 unowned_new.name])
+    assert report.roots_removed == 2 and report.processes_killed >= 1
+

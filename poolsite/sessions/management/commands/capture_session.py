@@ -8,6 +8,11 @@
 
 The password never reaches poolsite: only the browser's cookies and local storage are
 saved, owner-only, under DATA_DIR/sessions/<site>/.
+
+While it waits it prints, every few seconds, what the browser sees (the page's host,
+signed in or not, what the site's probe page answered). It gives up at once when the
+probe page answers an HTTP error, and stops on Ctrl-C, SIGTERM or SIGHUP, with a
+non-zero exit each time; its temp folder and browser go on every way out.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import getpass
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pool_core.session_check import BASE_PROFILE, STORAGE_STATE
+from pool_core.session_check import BASE_PROFILE, STORAGE_STATE, CaptureProgress
 from poolsite.sessions.signin import CaptureError, capture
 
 
@@ -59,18 +67,57 @@ class Command(BaseCommand):
             if sys.stdin.isatty():
                 threading.Thread(target=_enter_sets, args=(stop,), daemon=True).start()
         try:
-            saved = capture(
-                options["site"], start_url=options["url"], base_url=options["base_url"],
-                headless=headless, kind=BASE_PROFILE if options["profile"] else STORAGE_STATE,
-                wait_s=options["wait"], executable=executable, stop=stop,
-                username=f"cli:{getpass.getuser()}")
+            with _signals_stop():
+                saved = capture(
+                    options["site"], start_url=options["url"], base_url=options["base_url"],
+                    headless=headless,
+                    kind=BASE_PROFILE if options["profile"] else STORAGE_STATE,
+                    wait_s=options["wait"], executable=executable, stop=stop,
+                    username=f"cli:{getpass.getuser()}", on_progress=self._progress)
         except (CaptureError, ValueError) as exc:
             raise CommandError(str(exc)) from None
+        except _Stopped as stopped:
+            raise CommandError(f"capture stopped by {stopped.name}: nothing saved",
+                               returncode=128 + stopped.signum) from None
+        except KeyboardInterrupt:
+            raise CommandError("capture interrupted: nothing saved",
+                               returncode=128 + signal.SIGINT) from None
         expiry = saved.earliest_expiry.strftime("%Y-%m-%d %H:%M UTC") if (
             saved.earliest_expiry) else "at the end of the browser session"
         self.stdout.write(self.style.SUCCESS(
             f"session for {saved.site} saved: {saved.cookie_count} cookie(s) for "
             f"{', '.join(saved.cookie_hosts) or 'no host'}; earliest expiry {expiry}"))
+
+
+    def _progress(self, seen: CaptureProgress) -> None:
+        self.stdout.write(seen.line())
+        self.stdout.flush()  # shown as it happens, into a pipe or a log file too
+
+
+class _Stopped(BaseException):  # like KeyboardInterrupt: no `except Exception` takes it
+    """SIGTERM or SIGHUP while capturing: unwinds so every clean-up runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+@contextmanager
+def _signals_stop() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into an exception for the duration (default: the process
+    dies on the spot, leaving its browser and temp folder behind)."""
+    previous = {signum: signal.signal(signum, _raise_stopped)
+                for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _display() -> bool:
