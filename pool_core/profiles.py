@@ -34,8 +34,9 @@ from pool_core.process_tree import kill_tree
 log = logging.getLogger(__name__)
 ROOT_PREFIX = "poolsite-"
 _ROOT_RE = re.compile(r"^poolsite-(\d+)-w\d+-[0-9a-f]+$")
-# What a signed-in session needs (PROCUREMENT.md); never caches, never Singleton* files
-# (a copied SingletonLock makes Chromium refuse the profile).
+# What a signed-in session needs: its cookies and the site's storage (local, session,
+# IndexedDB) with the files Chromium needs to open them; never caches, never Singleton*
+# files (a copied SingletonLock makes Chromium refuse the profile).
 SESSION_ESSENTIALS = (
     "Local State",
     "Default/Preferences",
