@@ -118,6 +118,8 @@ def real_server(base: Path, port: int, args: argparse.Namespace) -> Iterator[
     try:
         deploy = deployment(base, site)
         deploy.env["POOL_LOG_LEVEL"] = "WARNING"
+        for name in ("POOL_POLL_SECONDS", "POOL_LEASE_SECONDS"):  # the tests' settings:
+            deploy.env.pop(name, None)  # back to the defaults a deployment runs with
         made = deploy.manage("shell", "-c", MAKE_VIEWER).stdout.splitlines()
         sessions = dict(line.split()[1:3] for line in made if line.startswith("session "))
         deploy.manage("shell", "-c", "from poolsite.batches.models import Site; "
