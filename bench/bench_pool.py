@@ -1,4 +1,4 @@
-"""Benchmark the WorkerPool engine against the contract's performance figures.
+"""Benchmark the WorkerPool engine against its performance figures (docs/worker_pool.md).
 
     .venv/bin/python bench/bench_pool.py [--runs 3] [--batch 40] [--latency 1.0]
 
@@ -261,7 +261,7 @@ def run_memory(bench: Bench, runs: int) -> dict[str, list[dict]]:
 
 
 def report(speed: dict[int, list[dict]], memory: dict[str, list[dict]], n: int) -> None:
-    print("\n| figure | contract | target | measured |\n|---|---|---|---|")
+    print("\n| figure | limit | target | measured |\n|---|---|---|---|")
     four = speed.get(4, [])
     if four:
         report_four(four, speed.get(1, []), memory)

@@ -92,7 +92,7 @@ def system_missing(system: System) -> str:
         import pool_core
 
         if not hasattr(pool_core, "WorkerPool"):
-            return "pool_core.WorkerPool does not exist yet (it lands with the pool issue)"
+            return "pool_core has no WorkerPool"
     if system.module.endswith("crawlee_crawler"):
         try:
             import crawlee  # noqa: F401

@@ -19,7 +19,7 @@ INSTALL_HINT = (
     "or `.venv/bin/playwright install chromium-headless-shell`, or set POOL_BROWSER_PATH"
 )
 
-# Flags that matter for many unattended browsers on a small machine (ARCHITECTURE.md).
+# Flags that matter for many unattended browsers on a small machine.
 BASE_ARGS = (
     "--disable-dev-shm-usage",
     "--disable-background-networking",

@@ -83,7 +83,7 @@ class WorkerStopped:
     worker_id: int
     pid: int
     exitcode: int | None
-    reason: str  # "stopped", "retired", "crashed", "TIMEOUT", "MEMORY_LIMIT", ...
+    reason: str  # "stopped", "recycle", "scale_down", "BROWSER_CRASH", "TIMEOUT", ...
     kind: EventKind = EventKind.WORKER_STOPPED
     at: float = field(default_factory=time.time)
 

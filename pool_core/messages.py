@@ -12,7 +12,7 @@ from decimal import Decimal
 
 
 class POStatus(enum.StrEnum):
-    """Final status of one PO (PROCUREMENT.md)."""
+    """Final status of one PO; the first three are successes (docs/worker_pool.md)."""
 
     COMPLETED = "COMPLETED"
     PARTIAL = "PARTIAL"

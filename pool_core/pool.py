@@ -1,4 +1,4 @@
-"""WorkerPool: the contract of ../shared/contract/worker_pool_contract.md.
+"""WorkerPool: the engine's public object (API reference: docs/worker_pool.md).
 
 The public object is a thin, thread-safe facade: it validates, moves the state machine
 and hands work to a Supervisor thread (pool_core.supervisor), which owns the worker
@@ -91,9 +91,9 @@ def _mode_args(mode: str) -> tuple[str, ...]:
 class WorkerPool:
     """A pool of 1-8 worker processes, each driving its own Chromium.
 
-    Everything after `pool_size` is keyword-only: the contract's signature puts the
-    required `headless_config` after the defaulted `pool_size`, which Python rejects,
-    so `headless_config` defaults to a headless HeadlessConfiguration().
+    Everything after `pool_size` is keyword-only; `headless_config` defaults to a
+    headless HeadlessConfiguration(). docs/worker_pool.md describes every argument,
+    method, state and exception.
 
     Args:
         pool_size: number of concurrent workers (1-8).
@@ -459,7 +459,7 @@ class WorkerPool:
 
     # -- status and results --------------------------------------------------------------
     def get_status(self) -> dict[str, Any]:
-        """Return the contract's status keys plus pause/state reasons and totals."""
+        """Return the status keys listed in docs/worker_pool.md (get_status)."""
         with self._cond:
             supervisor = self._supervisor
             running = supervisor is not None and not supervisor.finished.is_set()

@@ -40,8 +40,9 @@ _ROOT_RE = re.compile(r"^poolsite-(\d+)-w\d+-[0-9a-f]+$")
 SESSION_ROOT_PREFIX = "poolsite-session-"
 _SESSION_ROOT_RE = re.compile(r"^poolsite-session-(?:(\d+)-)?[A-Za-z0-9_]+$")
 UNOWNED_ROOT_AGE_S = 24 * 3600  # a session root naming no owner is stale after this
-# What a signed-in session needs (PROCUREMENT.md); never caches, never Singleton* files
-# (a copied SingletonLock makes Chromium refuse the profile).
+# What a signed-in session needs: its cookies and the site's storage (local, session,
+# IndexedDB) with the files Chromium needs to open them; never caches, never Singleton*
+# files (a copied SingletonLock makes Chromium refuse the profile).
 SESSION_ESSENTIALS = (
     "Local State",
     "Default/Preferences",

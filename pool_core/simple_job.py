@@ -1,4 +1,6 @@
-"""The built-in job until PO processing (issue 4) is plugged in: open the URL, save a PDF.
+"""WorkerPool's default job (no process_fn given): open the URL, save a PDF of the page.
+
+poolsite runs pool_core.processing:process_po instead. This one writes
 
     <output_root>/<batch>/<po_number>/page.pdf
 """

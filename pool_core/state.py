@@ -8,7 +8,7 @@ import time
 
 
 class PoolStatus(enum.StrEnum):
-    """Where the pool is in its life (the contract's six states)."""
+    """Where the pool is in its life (six states; docs/worker_pool.md draws them)."""
 
     IDLE = "IDLE"
     STARTING = "STARTING"
@@ -18,7 +18,7 @@ class PoolStatus(enum.StrEnum):
     ERROR = "ERROR"
 
 
-# Exactly the contract's transitions; "Any -> ERROR" is added below for every other state.
+# The transitions of docs/worker_pool.md; "-> ERROR" is added below for every other state.
 TRANSITIONS: dict[PoolStatus, frozenset[PoolStatus]] = {
     PoolStatus.IDLE: frozenset({PoolStatus.STARTING}),
     PoolStatus.STARTING: frozenset({PoolStatus.RUNNING}),
@@ -34,7 +34,7 @@ TRANSITIONS = {
 
 
 def is_legal(old: PoolStatus, new: PoolStatus) -> bool:
-    """Whether the contract allows moving from `old` to `new`."""
+    """Whether the state machine allows moving from `old` to `new`."""
     return new in TRANSITIONS[old]
 
 

@@ -1,9 +1,10 @@
 """Where workers' POs come from: the pool pulls from a task source.
 
 `start_processing(po_list)` wraps the list in an InMemoryTaskSource; a host can feed
-more POs while running (`WorkerPool.submit`). The durable DB source (supervisor issue)
-implements the same protocol. The pool owns retries and records; a source only hands
-out tasks, takes them back, and hears final outcomes.
+more POs while running (`WorkerPool.submit`). poolsite's durable database source
+(poolsite/supervisor/task_source.py) implements the same protocol. The pool owns
+retries and records; a source only hands out tasks, takes them back, and hears final
+outcomes.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ TEMPLATES = [
 
 # SQLite by default; DATABASE_URL (postgres://…) for scale-out. SQLite gets WAL,
 # IMMEDIATE transactions and a busy timeout so several writers queue instead of
-# failing with "database is locked" (see PITFALLS.md).
+# failing with "database is locked".
 DATABASE_URL = os.getenv("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}

@@ -5,7 +5,7 @@
        └─ every 0.5 s: PSS of the child's whole tree (psutil, incl. browsers and drivers);
           optionally SIGKILL one browser once the site has served `kill_after` PO pages.
 
-Memory is PSS, not RSS: Chromium's processes share most of their pages (PITFALLS.md).
+Memory is PSS, not RSS: Chromium's processes share most of their pages.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The durable task source: POs come from the database, leased to this host.
 
 The pool calls `claim()` from its manager thread whenever a worker is free; that call
-must be quick (the contract's distribution latency), so it never touches the database.
+must be quick (the engine's distribution latency target, docs/worker_pool.md), so it
+never touches the database.
 A feeder thread keeps a small buffer of already-leased POs (`prefetch`, about one per
 worker) and refills it whenever a claim takes one. Buffered POs hold a lease like
 running ones, so a crash of this host returns them to the queue like any other.

@@ -3,8 +3,10 @@
     one Chromium page ─ 50 WebSockets ─▶ runpool (daphne + supervisor) ─▶ 8 workers
                                                                            └▶ demo site
 
-Memory is PSS (PITFALLS.md): of runpool's own process (web server, channel layer,
-supervisor) and of each worker's whole tree (Python, driver, browser), sampled every 5 s.
+Memory is PSS (a page shared by several processes counts a share in each; RSS would
+count Chromium's shared pages in every process): of runpool's own process (web server,
+channel layer, supervisor) and of each worker's whole tree (Python, driver, browser),
+sampled every 5 s.
 A worker's PSS swings by ~30 MB between POs and mid-PO, so peaks are compared: the peak
 of the last minute must stay within 10% of the peak of the minute after warm-up. All 50
 sockets must still be open and still receiving at the end, so a server that quietly

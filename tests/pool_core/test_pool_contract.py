@@ -1,4 +1,5 @@
-"""The WorkerPool contract, method by method, on real Chromium and the demo site."""
+"""WorkerPool as docs/worker_pool.md describes it, method by method, on real Chromium and
+the demo site."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_it_rejects_an_unimportable_process_fn() -> None:
         WorkerPool(1, process_fn="pool_core.nowhere:nothing")
 
 
-def test_it_allows_exactly_the_contract_transitions() -> None:
+def test_it_allows_exactly_the_documented_transitions() -> None:
     legal = {(PoolStatus.IDLE, PoolStatus.STARTING), (PoolStatus.STARTING, PoolStatus.RUNNING),
              (PoolStatus.RUNNING, PoolStatus.PAUSED), (PoolStatus.PAUSED, PoolStatus.RUNNING),
              (PoolStatus.RUNNING, PoolStatus.STOPPING), (PoolStatus.STOPPING, PoolStatus.IDLE),
