@@ -249,9 +249,12 @@ class Recorder:
                 duration=event.seconds or None, status=status, retryable=True,
                 reason=event.reason[:100],
                 message=f"{event.message}; {retried}" if event.message else retried)
-            # The next try is a new attempt (the claim counted only the first).
+            # The next try spends a retry only if the engine charged it (a 429 does not).
+            fields: dict[str, Any] = {"lease_expires_at": timezone.now() + self.lease}
+            if event.charged:
+                fields["attempts"] = F("attempts") + 1
             PurchaseOrder.objects.filter(pk=int(event.key), leased_by=self.host).update(
-                attempts=F("attempts") + 1, lease_expires_at=timezone.now() + self.lease)
+                **fields)
 
     def _attempt_number(self, po_id: int) -> int:
         return Attempt.objects.filter(po_id=po_id).count() + 1
