@@ -167,7 +167,7 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         for batch_id in queryset.retryable().values_list("batch_id", flat=True).distinct():
             selected = queryset.filter(batch_id=batch_id)
             po_numbers = list(selected.retryable().values_list("po_number", flat=True)[:1000])
-            count = selected.requeue()
+            count = selected.retry()
             ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED,
                                  batch_id=batch_id, arguments={"po_numbers": po_numbers},
                                  outcome=ControlAction.Outcome.DONE,

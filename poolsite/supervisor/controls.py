@@ -147,7 +147,7 @@ def _apply_now(record: ControlAction, *, batch: Batch | None,
     if record.action == Action.RETRY_FAILED:
         assert batch is not None
         pos = batch.pos.all() if po is None else PurchaseOrder.objects.filter(pk=po.pk)
-        count = pos.requeue()
+        count = pos.retry()
         if po is not None and not count:
             raise ControlRefused(f"{po.po_number} is {po.status.lower()}: only POs that "
                                  "did not succeed are retried")
@@ -186,12 +186,10 @@ def _change_plan(user: Any, action: str, *, batch: Batch | None, size: int | Non
 
 
 def _cancel_po(record: ControlAction, po: PurchaseOrder) -> None:
-    updated = PurchaseOrder.objects.filter(pk=po.pk, status=Status.QUEUED).update(
-        status=Status.CANCELLED, reason="CANCELLED", message=f"Cancelled by {record.username}")
-    if updated:
+    if PurchaseOrder.objects.filter(pk=po.pk).cancel(by=record.username or "an operator"):
         record.settle(Outcome.DONE, f"{po.po_number} cancelled")
     elif po.status == Status.RUNNING:
-        # The host working on it records CANCELLED when the attempt ends.
+        # The host working on it finishes it CANCELLED when the attempt ends (recording).
         pass
     else:
         raise ControlRefused(f"{po.po_number} is already {po.status.lower()}")

@@ -38,7 +38,6 @@ from pool_core.po_folder import sweep_stale_work
 from pool_core.sites import SitePreset, load_presets
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
 from poolsite.sessions.store import session_for, session_version
-from poolsite.supervisor import leases
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import settle_applied
 from poolsite.supervisor.models import PoolHost, PoolPlan
@@ -88,6 +87,13 @@ def site_for_batch(batch: Batch, presets: dict[str, SitePreset],
         return preset.for_tenant(override or site.base_url, tuple(site.extra_hosts or ()))
     base_url = override or batch.site_base_url
     return preset.with_base_url(base_url) if base_url else preset
+
+
+def mark_crashed_runs(live_hosts: set[str]) -> int:
+    """Mark active runs of hosts that are no longer alive as crashed."""
+    active = (Run.State.STARTING, Run.State.RUNNING, Run.State.PAUSED, Run.State.STOPPING)
+    return (Run.objects.filter(state__in=active).exclude(host__in=live_hosts)
+            .update(state=Run.State.CRASHED, finished_at=timezone.now()))
 
 
 @dataclass(frozen=True)
@@ -322,8 +328,7 @@ class HostSupervisor:
             # POs that failed only because the site was down get their turn again.
             requeued = PurchaseOrder.objects.filter(
                 Q(reason__startswith="HTTP_5") | Q(reason__startswith="NETWORK"),
-                batch=plan.batch_id, status=Status.FAILED).update(
-                status=Status.QUEUED, reason="", message="", attempts=0)
+                batch=plan.batch_id, status=Status.FAILED).retry()
             self.source.refresh_queued_count()
             self.recorder.note("auto_resumed", f"{site.name} answers again: resumed, "
                                f"{requeued} PO(s) failed by the outage queued again")
@@ -376,13 +381,13 @@ class HostSupervisor:
         self.source.set_paused(True)
         held = [int(t.key) for t in self.source.drain()]
         if held:
-            leases.release(self.name, held)
+            PurchaseOrder.objects.release(self.name, held)
 
     def _release_held(self) -> None:
         self.source.set_batch(None)
         held = [int(t.key) for t in self.source.drain()]
         if held:
-            leases.release(self.name, held)
+            PurchaseOrder.objects.release(self.name, held)
 
     # -- the plan ---------------------------------------------------------------------------
     def _plan_pause(self, plan: PoolPlan, reason: str) -> bool:
@@ -475,15 +480,15 @@ class HostSupervisor:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_renew >= self.options.lease_seconds / 3:
-            leases.renew(self.name, self.lease)
+            PurchaseOrder.objects.renew(self.name, self.lease)
             self._last_renew = now
         if now - self._last_recover >= RECOVER_EVERY:
             self._last_recover = now
-            leases.recover_expired(self.options.max_attempts)
+            PurchaseOrder.objects.recover_expired(self.options.max_attempts)
             live = set(PoolHost.objects.filter(
                 stopped_at=None, heartbeat_at__gte=timezone.now() - timedelta(seconds=15))
                 .values_list("name", flat=True))
-            leases.mark_crashed_runs(live | {self.name})
+            mark_crashed_runs(live | {self.name})
 
     def _end_run(self, state: str) -> None:
         if self.run is None:
@@ -517,10 +522,11 @@ class HostSupervisor:
                 name=self.name):
             if psutil.pid_exists(host.pid) and host.pid != os.getpid():
                 continue
-            requeued, failed = leases.recover_host(host.name, self.options.max_attempts)
+            requeued, failed = PurchaseOrder.objects.recover_expired(
+                self.options.max_attempts, host=host.name)
             PoolHost.objects.filter(pk=host.pk).update(stopped_at=timezone.now(), workers=[])
-            leases.mark_crashed_runs(set(PoolHost.objects.filter(stopped_at=None)
-                                         .exclude(pk=host.pk).values_list("name", flat=True)))
+            mark_crashed_runs(set(PoolHost.objects.filter(stopped_at=None)
+                                  .exclude(pk=host.pk).values_list("name", flat=True)))
             self.recorder.note("host_recovered", f"{host.name} had died: {requeued} PO(s) "
                                f"re-queued, {failed} failed", "warning")
 

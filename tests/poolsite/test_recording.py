@@ -19,10 +19,11 @@ from poolsite.batches.batch_import import batch_import_rows
 from poolsite.batches.models import Attempt, Batch, PurchaseOrder, Status
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from poolsite.supervisor import leases
 from poolsite.supervisor.broadcast import Broadcaster
+from poolsite.supervisor.controls import request_control
 from poolsite.supervisor.recording import Recorder
 from poolsite.supervisor.task_source import task_for
+from tests.conftest import user_in_role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,7 +94,7 @@ def test_rate_limited_requeues_spend_no_attempts_and_survive_a_lease_expiry(
 
     batch = batch_import_rows([catalog.po_dict(site.base_url, catalog.RATE_LIMITED)],
                               name="rate-limited")
-    claimed = leases.claim_next(batch.pk, "host-a", timedelta(minutes=5))
+    claimed = PurchaseOrder.objects.claim(batch.pk, "host-a", timedelta(minutes=5))
     assert claimed is not None and claimed.attempts == 1
     broadcaster = Broadcaster()
     recorder = Recorder(host="host-a", output_root=tmp_path, broadcaster=broadcaster,
@@ -110,11 +111,40 @@ def test_rate_limited_requeues_spend_no_attempts_and_survive_a_lease_expiry(
     # host-a dies with the PO in hand; another host sweeps its expired lease.
     PurchaseOrder.objects.filter(pk=claimed.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1))
-    leases.recover_expired(max_attempts=3)
+    PurchaseOrder.objects.recover_expired(max_attempts=3)
     po = PurchaseOrder.objects.get(pk=claimed.pk)
     assert (po.status, po.message) == (Status.QUEUED, "")
     assert po.attempts == 1  # only the claim was charged
 
-    again = leases.claim_next(batch.pk, "host-b", timedelta(minutes=5))
+    again = PurchaseOrder.objects.claim(batch.pk, "host-b", timedelta(minutes=5))
     assert again is not None and again.pk == po.pk
     assert task_for(again, batch).attempt == 2  # host-b's engine has one retry left
+
+
+def test_a_po_cancelled_while_it_runs_ends_cancelled_when_its_attempt_ends(
+        tmp_path: Path) -> None:
+    batch = batch_import_rows([catalog.po_dict("http://127.0.0.1:1", "PO100001")],
+                              name="cancel")
+    po = PurchaseOrder.objects.claim(batch.pk, "host-a", timedelta(minutes=5))
+    assert po is not None
+    operator = user_in_role("olga", "operators")
+    pending = request_control(operator, "cancel_po", po=po)
+    assert pending.outcome == "pending"  # the host working on it settles it
+    broadcaster = Broadcaster()
+    recorder = Recorder(host="host-a", output_root=tmp_path, broadcaster=broadcaster,
+                        lease=timedelta(minutes=5))
+    try:
+        recorder.finish(PORecord(
+            key=str(po.pk), po_number=po.po_number, supplier="s", batch="b", state="done",
+            status=POStatus.NO_ATTACHMENTS, reason="", attempts=1, worker_id=0,
+            attempt_seconds=(1.0,), finished_at=time.time()))
+        assert recorder.flush()
+    finally:
+        recorder.close()
+        broadcaster.close()
+    po.refresh_from_db()
+    assert (po.status, po.reason, po.message, po.leased_by) == (
+        Status.CANCELLED, "CANCELLED", "Cancelled by olga", "")
+    assert Attempt.objects.get(po=po).status == Status.NO_ATTACHMENTS  # what it found
+    pending.refresh_from_db()
+    assert (pending.outcome, pending.handled_by) == ("done", "host-a")
