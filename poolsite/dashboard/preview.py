@@ -70,10 +70,8 @@ def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:
         "workers": [worker_card(host, i + 1, running_numbers[i] if i < len(running_numbers)
                                 else None, done=len(done) // workers) for i in range(workers)],
     })
-    plan = PoolPlan.current()
-    plan.batch, plan.state, plan.pool_size, plan.reason = batch, PoolPlan.State.RUNNING, workers, ""
-    plan.version += 1
-    plan.save()
+    PoolPlan.transition(batch=batch, state=PoolPlan.State.RUNNING, pool_size=workers,
+                        reason="")
     _events(host, now)
     return batch
 

@@ -15,7 +15,6 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.utils import timezone
 
 from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Status
 from poolsite.batches.roles import can_operate
@@ -84,16 +83,13 @@ def request_control(user: Any, action: str, *, batch: Batch | None = None,
 
 def start_from_command_line(batch: Batch, size: int | None) -> ControlAction:
     """`runpool --batch N`: start a batch without a signed-in operator (recorded as cli)."""
+    changes: dict[str, Any] = dict(batch=batch, state=PoolPlan.State.RUNNING, reason="",
+                                   immediate_stop=False)
+    if size is not None:
+        changes["pool_size"] = size
     with transaction.atomic():
-        plan = PoolPlan.current()
-        plan = PoolPlan.objects.select_for_update().get(pk=plan.pk)
-        plan.batch, plan.state, plan.reason = batch, PoolPlan.State.RUNNING, ""
-        plan.immediate_stop = False
-        if size is not None:
-            plan.pool_size = size
-        plan.version += 1
-        plan.updated_at = timezone.now()
-        plan.save()
+        plan = PoolPlan.transition(**changes)
+        assert plan is not None  # unconditional
         record = ControlAction.objects.create(
             username="cli", action=Action.START, batch=batch,
             arguments={"size": size, "plan_version": plan.version, "via": "runpool --batch"})
@@ -160,28 +156,31 @@ def _apply_now(record: ControlAction, *, batch: Batch | None,
 def _change_plan(user: Any, action: str, *, batch: Batch | None, size: int | None,
                  immediate: bool) -> int:
     """Move the plan for a pool action; return its new version."""
-    PoolPlan.current()  # make sure the row exists before locking it
-    plan = PoolPlan.objects.select_for_update().get(pk=1)
-    if plan.state not in ALLOWED_IN[Action(action)]:
-        raise ControlRefused(f"cannot {action} while the pool is {plan.state}")
+    changes: dict[str, Any] = {}
     if action == Action.START:
-        assert batch is not None
-        if not batch.pos.filter(status=Status.QUEUED).exists():
-            raise ControlRefused(f"batch {batch} has no queued POs (retry failed ones first)")
-        plan.batch, plan.state, plan.reason = batch, PoolPlan.State.RUNNING, ""
-        plan.immediate_stop = False
+        changes = dict(batch=batch, state=PoolPlan.State.RUNNING, reason="",
+                       immediate_stop=False)
     elif action == Action.PAUSE:
-        plan.state = PoolPlan.State.PAUSED
-        plan.reason = f"paused by {getattr(user, 'username', '') or 'an operator'}"
+        changes = dict(state=PoolPlan.State.PAUSED, reason=(
+            f"paused by {getattr(user, 'username', '') or 'an operator'}"))
     elif action == Action.RESUME:
-        plan.state, plan.reason = PoolPlan.State.RUNNING, ""
+        changes = dict(state=PoolPlan.State.RUNNING, reason="")
     elif action == Action.STOP:
-        plan.state, plan.immediate_stop = PoolPlan.State.STOPPING, immediate
+        changes = dict(state=PoolPlan.State.STOPPING, immediate_stop=immediate)
     if size is not None:
-        plan.pool_size = size
-    plan.version += 1
-    plan.updated_at = timezone.now()
-    plan.save()
+        changes["pool_size"] = size
+
+    def allowed(plan: PoolPlan) -> None:
+        if plan.state not in ALLOWED_IN[Action(action)]:
+            raise ControlRefused(f"cannot {action} while the pool is {plan.state}")
+        if action == Action.START:
+            assert batch is not None
+            if not batch.pos.filter(status=Status.QUEUED).exists():
+                raise ControlRefused(f"batch {batch} has no queued POs (retry failed ones "
+                                     "first)")
+
+    plan = PoolPlan.transition(check=allowed, **changes)
+    assert plan is not None  # unconditional: refusals raise
     return plan.version
 
 

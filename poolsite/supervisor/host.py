@@ -320,11 +320,10 @@ class HostSupervisor:
         site = self._site_for(Batch.objects.get(pk=plan.batch_id))
         if site is None or not site.base_url or not _site_answers(site):
             return
-        resumed = PoolPlan.objects.filter(pk=plan.pk, version=plan.version,
-                                          state=PoolPlan.State.PAUSED).update(
-            state=PoolPlan.State.RUNNING, reason="", version=plan.version + 1,
-            updated_at=timezone.now())
-        if resumed:
+        resumed = PoolPlan.transition(from_version=plan.version,
+                                      from_states=(PoolPlan.State.PAUSED,),
+                                      state=PoolPlan.State.RUNNING, reason="")
+        if resumed is not None:
             # POs that failed only because the site was down get their turn again.
             requeued = PurchaseOrder.objects.filter(
                 Q(reason__startswith="HTTP_5") | Q(reason__startswith="NETWORK"),
@@ -392,18 +391,16 @@ class HostSupervisor:
     # -- the plan ---------------------------------------------------------------------------
     def _plan_pause(self, plan: PoolPlan, reason: str) -> bool:
         """Pause the plan for every host (once per plan version); True if we did."""
-        updated = PoolPlan.objects.filter(pk=plan.pk, version=plan.version,
-                                          state=PoolPlan.State.RUNNING).update(
-            state=PoolPlan.State.PAUSED, reason=reason[:300], version=plan.version + 1,
-            updated_at=timezone.now())
-        if updated:
-            self._applied_version = plan.version + 1
-        return bool(updated)
+        paused = PoolPlan.transition(from_version=plan.version,
+                                     from_states=(PoolPlan.State.RUNNING,),
+                                     state=PoolPlan.State.PAUSED, reason=reason)
+        if paused is not None:
+            self._applied_version = paused.version
+        return paused is not None
 
     def _plan_to_idle(self, plan: PoolPlan, reason: str) -> None:
-        PoolPlan.objects.filter(pk=plan.pk, version=plan.version).update(
-            state=PoolPlan.State.IDLE, reason=reason[:300], version=plan.version + 1,
-            updated_at=timezone.now())
+        PoolPlan.transition(from_version=plan.version, state=PoolPlan.State.IDLE,
+                            reason=reason)
 
     def _has_work(self, plan: PoolPlan) -> bool:
         return plan.batch_id is not None and PurchaseOrder.objects.filter(

@@ -1,8 +1,8 @@
-"""A PO's lifecycle (PurchaseOrder.objects) on the real database.
+"""A PO's lifecycle (PurchaseOrder.objects) and the plan's transitions, on the real database.
 
 Claims, renewals, the engine's re-queues (charged or not), releases, recovery of expired
-leases, finishing, retrying and cancelling. Run on SQLite here and on PostgreSQL when
-the suite is pointed at one.
+leases, finishing, retrying and cancelling; PoolPlan.transition. Run on SQLite here and
+on PostgreSQL when the suite is pointed at one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from poolsite.batches.lifecycle import CANCEL_REASON, CRASH_REASON
 from poolsite.batches.models import Batch, PurchaseOrder, Status
+from poolsite.supervisor.models import PoolPlan
 
 LEASE = timedelta(seconds=30)
 
@@ -221,3 +222,57 @@ def test_cancel_takes_only_queued_pos() -> None:
     assert batch.pos.cancel(by="olga") == 2
     assert fresh(running).status == Status.RUNNING
     assert batch.pos.cancel(by="olga") == 0
+
+
+# -- the plan -------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_plan_transition_bumps_the_version_once_per_change() -> None:
+    before = PoolPlan.current()
+    batch = make_batch(1)
+    plan = PoolPlan.transition(batch=batch, state=PoolPlan.State.RUNNING, reason="")
+    assert plan is not None and plan.version == before.version + 1
+    stored = PoolPlan.current()
+    assert (stored.version, stored.state, stored.batch_id) == (
+        plan.version, PoolPlan.State.RUNNING, batch.pk)
+    assert stored.updated_at >= before.updated_at
+
+    # Conditional moves (a host's): applied only from the version and state they saw.
+    assert PoolPlan.transition(from_version=before.version, state="paused") is None
+    assert PoolPlan.transition(from_version=plan.version,
+                               from_states=(PoolPlan.State.PAUSED,), state="idle") is None
+    paused = PoolPlan.transition(from_version=plan.version,
+                                 from_states=(PoolPlan.State.RUNNING,),
+                                 state=PoolPlan.State.PAUSED, reason="x" * 400)
+    assert paused is not None and paused.version == plan.version + 1
+    assert PoolPlan.current().reason == "x" * 300
+
+
+@pytest.mark.django_db
+def test_a_refused_plan_transition_changes_nothing() -> None:
+    before = PoolPlan.current()
+
+    def refuse(plan: PoolPlan) -> None:
+        raise RuntimeError(f"not while {plan.state}")
+
+    with pytest.raises(RuntimeError, match="not while idle"):
+        PoolPlan.transition(check=refuse, state=PoolPlan.State.RUNNING)
+    with pytest.raises(TypeError, match="version"):
+        PoolPlan.transition(version=7)
+    after = PoolPlan.current()
+    assert (after.version, after.state) == (before.version, before.state)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hosts_moving_the_plan_from_one_version_apply_it_once() -> None:
+    seen = PoolPlan.transition(state=PoolPlan.State.RUNNING)
+    assert seen is not None
+    won: list[int] = []
+
+    def pause(index: int) -> None:
+        if PoolPlan.transition(from_version=seen.version, state=PoolPlan.State.PAUSED,
+                               reason=f"host {index}"):
+            won.append(index)
+
+    assert not in_threads(4, pause)
+    assert len(won) == 1
+    assert PoolPlan.current().version == seen.version + 1
