@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Status
+from poolsite.batches.models import Batch, ControlAction, POQuerySet, PurchaseOrder, Status
 from poolsite.batches.roles import can_operate
 from poolsite.sessions.health import start_refusal
 from poolsite.supervisor.models import PoolPlan
@@ -26,6 +26,7 @@ Action = ControlAction.Action
 Outcome = ControlAction.Outcome
 WAKE_GROUP = "pool.control"
 MIN_SIZE, MAX_SIZE = 1, 8
+MAX_LISTED = 1000  # PO numbers a retry of chosen POs lists in its record
 
 # Which plan states each pool action may be pressed in (the dashboard enables the
 # buttons from the same table).
@@ -54,10 +55,22 @@ def allowed_actions(plan: PoolPlan) -> list[str]:
 
 
 def request_control(user: Any, action: str, *, batch: Batch | None = None,
-                    po: PurchaseOrder | None = None, size: int | None = None,
-                    immediate: bool = False) -> ControlAction:
-    """Carry out one button press or raise ControlRefused (the refusal is recorded too)."""
-    arguments = {k: v for k, v in (("size", size), ("immediate", immediate or None)) if v}
+                    po: PurchaseOrder | None = None, pos: POQuerySet | None = None,
+                    size: int | None = None, immediate: bool = False,
+                    via: str = "") -> ControlAction:
+    """Carry out one button press or raise ControlRefused (the refusal is recorded too).
+
+    `pos`: the POs of `batch` that "retry failed" retries (the admin's selection; by
+    default the whole batch, or `po`). `via` names where it was pressed when that is not
+    the dashboard (e.g. "admin"); it is kept in the record's arguments.
+    """
+    arguments: dict[str, Any] = {
+        k: v for k, v in (("size", size), ("immediate", immediate or None)) if v}
+    if pos is not None:
+        arguments["po_numbers"] = list(
+            pos.retryable().values_list("po_number", flat=True)[:MAX_LISTED])
+    if via:
+        arguments["via"] = via
     try:
         _check(user, action, batch=batch, po=po, size=size)
         with transaction.atomic():
@@ -69,7 +82,7 @@ def request_control(user: Any, action: str, *, batch: Batch | None = None,
             else:
                 record = ControlAction.record(user, action, batch=batch, po=po,
                                               arguments=arguments)
-                _apply_now(record, batch=batch, po=po)
+                _apply_now(record, batch=batch, po=po, pos=pos)
     except ControlRefused as refusal:
         log.warning("refused %s by %s: %s", action, getattr(user, "username", "?"), refusal)
         ControlAction.record(user, action if action in Action.values else Action.PAUSE,
@@ -137,13 +150,18 @@ def _check(user: Any, action: str, *, batch: Batch | None, po: PurchaseOrder | N
             raise ControlRefused(refusal)
 
 
-def _apply_now(record: ControlAction, *, batch: Batch | None,
-               po: PurchaseOrder | None) -> None:
+def _apply_now(record: ControlAction, *, batch: Batch | None, po: PurchaseOrder | None,
+               pos: POQuerySet | None) -> None:
     """Settle the actions that only touch the database."""
     if record.action == Action.RETRY_FAILED:
         assert batch is not None
-        pos = batch.pos.all() if po is None else PurchaseOrder.objects.filter(pk=po.pk)
-        count = pos.retry()
+        if pos is not None:
+            chosen = pos.filter(batch=batch)
+        elif po is not None:
+            chosen = PurchaseOrder.objects.filter(pk=po.pk)
+        else:
+            chosen = batch.pos.all()
+        count = chosen.retry()
         if po is not None and not count:
             raise ControlRefused(f"{po.po_number} is {po.status.lower()}: only POs that "
                                  "did not succeed are retried")
