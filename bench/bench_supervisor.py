@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_supervisor.py [--rows 10000] [--cpu-batch 120]
 
-* claim latency: time of one `leases.claim_next` with 10,000 queued POs, on SQLite
+* claim latency: time of one `PurchaseOrder.objects.claim` with 10,000 queued POs, on SQLite
   and (when POOL_TEST_DATABASE_URL is set) PostgreSQL; p50/p95 of 500 claims.
 * status endpoints: /healthz and /metrics p50/p95 over 200 requests with 10,000 POs.
 * supervisor CPU: `runpool --no-web` with 8 workers on a demo batch at 1 s latency;
@@ -44,7 +44,7 @@ def child_measure(rows: int) -> dict[str, float]:
     from django.test import Client
 
     from poolsite.batches.batch_import import batch_import_rows
-    from poolsite.supervisor import leases
+    from poolsite.batches.models import PurchaseOrder
 
     call_command("migrate", verbosity=0)
     base = "http://127.0.0.1:8001"
@@ -54,7 +54,7 @@ def child_measure(rows: int) -> dict[str, float]:
     claims = []
     for _ in range(500):
         started = time.perf_counter()
-        po = leases.claim_next(batch.pk, "bench-host", timedelta(seconds=60))
+        po = PurchaseOrder.objects.claim(batch.pk, "bench-host", timedelta(seconds=60))
         claims.append((time.perf_counter() - started) * 1000)
         assert po is not None
     client = Client()

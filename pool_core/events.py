@@ -129,6 +129,9 @@ class PORequeued:
     worker_id: int | None = None  # the worker of the failed attempt (idle again now)
     seconds: float = 0.0  # how long the failed attempt took
     message: str = ""  # the failed attempt's message
+    # Whether the requeue spent one of the PO's retries (False: a 429's retry-after, a
+    # login wall, a browser lost before the PO started).
+    charged: bool = True
     kind: EventKind = EventKind.PO_REQUEUED
     at: float = field(default_factory=time.time)
 

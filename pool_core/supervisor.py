@@ -285,7 +285,7 @@ class Supervisor(threading.Thread):
         self.book.attempt_ended(track, seconds)
         self._count_site_failure(result)
         if result.status is POStatus.LOGIN_REQUIRED and not self.stop_requested:
-            self._requeue(track, failed, 0.0)
+            self._requeue(track, failed, 0.0, charged=False)
             self._auto_pause(f"LOGIN_REQUIRED: {result.message or 'the session expired'}")
             return
         if self.stop_requested and (result.retryable or result.status is POStatus.LOGIN_REQUIRED):
@@ -293,12 +293,12 @@ class Supervisor(threading.Thread):
                              message=f"stopped before a retry ({result.reason})")
         elif result.reason == BROWSER_LOST_BEFORE_START and track.free_requeues < 2:
             track.free_requeues += 1  # not the PO's fault; bounded all the same
-            self._requeue(track, failed, 0.0)
+            self._requeue(track, failed, 0.0, charged=False)
             return
         elif result.retry_after is not None and (
                 track.rate_limited < self.options.max_rate_limit_requeues):
             track.rate_limited += 1
-            self._requeue(track, failed, max(0.0, result.retry_after))
+            self._requeue(track, failed, max(0.0, result.retry_after), charged=False)
             return
         elif result.retryable and track.retries < self.options.retry_limit:
             track.retries += 1
@@ -306,7 +306,8 @@ class Supervisor(threading.Thread):
             return
         self._finish(track, result)
 
-    def _requeue(self, track: Track, failed: _FailedAttempt, delay: float) -> None:
+    def _requeue(self, track: Track, failed: _FailedAttempt, delay: float, *,
+                 charged: bool = True) -> None:
         task = replace(track.task, attempt=track.task.attempt + 1)
         track.task = task
         track.ready_at = time.monotonic() + delay
@@ -314,7 +315,7 @@ class Supervisor(threading.Thread):
         self.bus.emit(PORequeued(task.key, task.po_number, failed.result.reason,
                                  task.attempt - 1, delay, worker_id=failed.worker_id,
                                  seconds=round(failed.seconds, 3),
-                                 message=failed.result.message))
+                                 message=failed.result.message, charged=charged))
 
     def _finish(self, track: Track, result: TaskResult) -> None:
         record = self.book.finish(track, result)

@@ -27,6 +27,7 @@ from poolsite.batches.models import (
     Run,
     Site,
 )
+from poolsite.supervisor.controls import ControlRefused, request_control
 
 
 class ReadOnlyMixin:
@@ -164,15 +165,18 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed POs", permissions=["change"])
     def retry_selected_failed(self, request: HttpRequest, queryset: POQuerySet) -> None:
-        for batch_id in queryset.retryable().values_list("batch_id", flat=True).distinct():
-            selected = queryset.filter(batch_id=batch_id)
-            po_numbers = list(selected.retryable().values_list("po_number", flat=True)[:1000])
-            count = selected.requeue()
-            ControlAction.record(request.user, ControlAction.Action.RETRY_FAILED,
-                                 batch_id=batch_id, arguments={"po_numbers": po_numbers},
-                                 outcome=ControlAction.Outcome.DONE,
-                                 outcome_message=f"{count} POs back in the queue (admin)")
-            self.message_user(request, f"Batch {batch_id}: {count} POs back in the queue.",
+        # The dashboard's "retry failed", one press per batch: the same rules, the same
+        # audit row (arguments: the PO numbers, via "admin").
+        batch_ids = queryset.retryable().values_list("batch_id", flat=True).distinct()
+        for batch in Batch.objects.filter(pk__in=list(batch_ids)).order_by("pk"):
+            try:
+                record = request_control(request.user, ControlAction.Action.RETRY_FAILED,
+                                         batch=batch, pos=queryset.filter(batch=batch),
+                                         via="admin")
+            except ControlRefused as refusal:
+                self.message_user(request, f"Batch {batch.pk}: {refusal}", messages.ERROR)
+                continue
+            self.message_user(request, f"Batch {batch.pk}: {record.outcome_message}.",
                               messages.SUCCESS)
 
     @admin.action(description="Export selected as CSV")

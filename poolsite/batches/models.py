@@ -6,12 +6,13 @@
 
 The DB is the source of truth for work: the runpool supervisor claims QUEUED POs with a
 lease (`leased_by`, `lease_expires_at`), records one Attempt per try and the Documents
-of a finished PO in one transaction.
+of a finished PO in one transaction. Every change of a PO's status, lease or attempt
+count is a method of `PurchaseOrder.objects` (lifecycle.py); ControlAction lives in
+audit.py and the statuses in statuses.py, both importable from here.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,38 +22,29 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from pool_core.messages import POStatus
 from pool_core.sites import SitePreset
+from poolsite.batches.audit import AppendOnlyError, ControlAction, ControlActionQuerySet
+from poolsite.batches.lifecycle import POQuerySet
+from poolsite.batches.statuses import (
+    PENDING_STATUSES,
+    RETRYABLE_STATUSES,
+    SUCCESS_STATUSES,
+    Status,
+)
+
+# Some are defined beside this module; every importer finds them here.
+__all__ = [
+    "AMOUNT_DIGITS", "AMOUNT_PLACES", "DEMO_SITE", "PENDING_STATUSES", "RETRYABLE_STATUSES",
+    "SUCCESS_STATUSES", "AppendOnlyError", "Attempt", "Batch", "BatchSource",
+    "ControlAction", "ControlActionQuerySet", "Document", "POQuerySet", "PurchaseOrder",
+    "Run", "Site", "Status", "amount_text",
+]
 
 DEMO_SITE = "Demo site"  # kept pointing at the demo by `runpool --with-demo-site`
 # 15 significant digits: SQLite stores DECIMAL columns as 8-byte floats (NUMERIC affinity),
 # which round-trip exactly up to 15 digits; PostgreSQL's numeric is exact anyway.
 AMOUNT_DIGITS = 15
 AMOUNT_PLACES = 4
-
-
-class Status(models.TextChoices):
-    """A PO's status: QUEUED/RUNNING while work is pending, then a final POStatus."""
-
-    QUEUED = "QUEUED", "Queued"
-    RUNNING = "RUNNING", "Running"
-    COMPLETED = POStatus.COMPLETED.value, "Completed"
-    PARTIAL = POStatus.PARTIAL.value, "Partial"
-    NO_ATTACHMENTS = POStatus.NO_ATTACHMENTS.value, "No attachments"
-    PO_NOT_FOUND = POStatus.PO_NOT_FOUND.value, "PO not found"
-    ACCESS_DENIED = POStatus.ACCESS_DENIED.value, "Access denied"
-    LOGIN_REQUIRED = POStatus.LOGIN_REQUIRED.value, "Login required"
-    TIMEOUT = POStatus.TIMEOUT.value, "Timeout"
-    FAILED = POStatus.FAILED.value, "Failed"
-    CANCELLED = POStatus.CANCELLED.value, "Cancelled"
-
-
-PENDING_STATUSES = (Status.QUEUED, Status.RUNNING)
-SUCCESS_STATUSES = tuple(Status(s.value) for s in POStatus if s.is_success)
-# What "retry failed" puts back in the queue: every final status that is not a success.
-RETRYABLE_STATUSES = tuple(
-    Status(s.value) for s in POStatus if not s.is_success
-)
 
 
 class Site(models.Model):
@@ -249,24 +241,6 @@ class BatchSource(models.Model):
         return f"source of batch {self.batch_id}"
 
 
-class POQuerySet(models.QuerySet["PurchaseOrder"]):
-    def retryable(self) -> POQuerySet:
-        return self.filter(status__in=RETRYABLE_STATUSES)
-
-    def requeue(self) -> int:
-        """Put finished-but-unsuccessful POs back in the queue with fresh retries."""
-        return self.retryable().update(
-            status=Status.QUEUED, reason="", message="", attempts=0,
-            leased_by="", lease_expires_at=None,
-        )
-
-    def cancel_queued(self) -> int:
-        """Cancel POs nobody has claimed yet (a running one is the supervisor's job)."""
-        return self.filter(status=Status.QUEUED).update(
-            status=Status.CANCELLED, reason="cancelled", message="Cancelled by an operator",
-        )
-
-
 class PurchaseOrder(models.Model):
     """One PO of a batch: its input row, its current status and its lease."""
 
@@ -283,6 +257,7 @@ class PurchaseOrder(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     reason = models.CharField(max_length=100, blank=True)
     message = models.TextField(blank=True)
+    # Tries charged to its retry budget, the one under way included (see lifecycle.py).
     attempts = models.PositiveIntegerField(default=0)
     output_folder = models.CharField(max_length=1000, blank=True,
                                      help_text="relative to the output root")
@@ -455,97 +430,3 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class AppendOnlyError(RuntimeError):
-    """An audit row was about to be changed or deleted."""
-
-
-class ControlActionQuerySet(models.QuerySet["ControlAction"]):
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("control actions are an audit trail and are never deleted")
-
-
-class ControlAction(models.Model):
-    """Who pressed what, when, with which arguments, and what came of it."""
-
-    class Action(models.TextChoices):
-        START = "start"
-        PAUSE = "pause"
-        RESUME = "resume"
-        STOP = "stop"
-        SCALE = "scale", "scale to N"
-        RETRY_FAILED = "retry_failed", "retry failed"
-        CANCEL_PO = "cancel_po", "cancel PO"
-        UPLOAD = "upload", "upload batch"
-        CAPTURE_SESSION = "capture_session", "capture site session"
-        UPLOAD_SESSION = "upload_session", "upload site session"
-        DELETE_SESSION = "delete_session", "delete site session"
-        ADD_SITE = "add_site", "add site"
-        CHANGE_SITE = "change_site", "change site"
-        DELETE_SITE = "delete_site", "delete site"
-
-    class Outcome(models.TextChoices):
-        PENDING = "pending"
-        DONE = "done"
-        REFUSED = "refused"
-        FAILED = "failed"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
-                             blank=True, related_name="+")
-    username = models.CharField(max_length=150, blank=True,
-                                help_text="kept when the account is deleted")
-    action = models.CharField(max_length=20, choices=Action.choices)
-    batch = models.ForeignKey(Batch, models.PROTECT, null=True, blank=True,
-                              related_name="control_actions")
-    run = models.ForeignKey(Run, models.PROTECT, null=True, blank=True,
-                            related_name="control_actions")
-    po = models.ForeignKey(PurchaseOrder, models.PROTECT, null=True, blank=True,
-                           related_name="control_actions")
-    arguments = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    outcome = models.CharField(max_length=20, choices=Outcome.choices,
-                               default=Outcome.PENDING)
-    outcome_message = models.TextField(blank=True)
-    handled_at = models.DateTimeField(null=True, blank=True)
-    handled_by = models.CharField(max_length=200, blank=True, help_text="host")
-
-    objects = ControlActionQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["outcome", "created_at"], name="action_pending")]
-
-    def __str__(self) -> str:
-        return f"{self.username or '?'}: {self.action} ({self.outcome})"
-
-    @classmethod
-    def record(cls, user: Any, action: str, *, outcome: str = Outcome.PENDING,
-               outcome_message: str = "", **fields: Any) -> ControlAction:
-        """Append one button press; `fields` are batch/run/po/arguments."""
-        handled_at = None if outcome == cls.Outcome.PENDING else timezone.now()
-        return cls.objects.create(
-            user=user if user is not None and user.is_authenticated else None,
-            username=getattr(user, "username", "") or "", action=action, outcome=outcome,
-            outcome_message=outcome_message, handled_at=handled_at, **fields,
-        )
-
-    def settle(self, outcome: str, message: str = "", host: str = "",
-               when: datetime | None = None) -> bool:
-        """Record the outcome of a pending action once; False if already settled."""
-        when = when or timezone.now()
-        updated = ControlAction.objects.filter(pk=self.pk, outcome=self.Outcome.PENDING).update(
-            outcome=outcome, outcome_message=message, handled_by=host, handled_at=when,
-        )
-        if updated:
-            self.outcome, self.outcome_message = outcome, message
-            self.handled_by, self.handled_at = host, when
-        return bool(updated)
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
-            raise AppendOnlyError("control actions are appended, never edited (use settle())")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("control actions are an audit trail and are never deleted")

@@ -35,6 +35,7 @@ FAILURE_KINDS = (
     (Status.FAILED, "DOWNLOAD_FAILED", "Attachment download failed: HTTP 502"),
 )
 MEMORY_LIMIT_MB = 400
+PREVIEW_LEASE = timedelta(days=1)  # the pretend host never renews its leases
 
 
 def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:4242",
@@ -53,16 +54,22 @@ def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:
     ids = list(batch.pos.order_by("id").values_list("id", flat=True))
     done = ids[: int(pos * done_share)]
     failed = done[3::14][: len(FAILURE_KINDS) * 2]
-    running = ids[len(done): len(done) + workers]
-    _finish(done, now)
+    outcomes = _outcomes(done, now)
     for index, po_id in enumerate(failed):
-        status, reason, message = FAILURE_KINDS[index % len(FAILURE_KINDS)]
-        _record_failure(batch, po_id, status, reason, message, index)
-    PurchaseOrder.objects.filter(pk__in=running).update(
-        status=Status.RUNNING, attempts=1, first_attempt_at=now, last_attempt_at=now,
-        leased_by=host)
-    running_numbers = list(PurchaseOrder.objects.filter(pk__in=running)
-                           .order_by("id").values_list("po_number", flat=True))
+        outcomes[po_id] = _record_failure(batch, po_id, index)
+    # Through the PO lifecycle, as a host would: claims take the queue in order, so the
+    # first `done` POs finish, then one PO is running per worker.
+    for _ in done:
+        po = PurchaseOrder.objects.claim(batch.pk, host, PREVIEW_LEASE)
+        assert po is not None
+        status, reason, message, at, retries = outcomes[po.pk]
+        for _ in range(retries):
+            PurchaseOrder.objects.requeue(po.pk, host, PREVIEW_LEASE, charged=True)
+        PurchaseOrder.objects.finish(po.pk, host, status, reason=reason, message=message,
+                                     at=at)
+    running = [PurchaseOrder.objects.claim(batch.pk, host, PREVIEW_LEASE)
+               for _ in range(workers)]
+    running_numbers = [po.po_number for po in running if po is not None]
     PoolHost.objects.update_or_create(name=host, defaults={
         "hostname": host.split(":")[0], "pid": os.getpid(), "state": "RUNNING", "reason": "",
         "batch": batch, "pool_size": workers, "heartbeat_at": now, "stopped_at": None,
@@ -70,16 +77,18 @@ def seed_preview(*, pos: int = 240, workers: int = 4, host: str = "preview-host:
         "workers": [worker_card(host, i + 1, running_numbers[i] if i < len(running_numbers)
                                 else None, done=len(done) // workers) for i in range(workers)],
     })
-    plan = PoolPlan.current()
-    plan.batch, plan.state, plan.pool_size, plan.reason = batch, PoolPlan.State.RUNNING, workers, ""
-    plan.version += 1
-    plan.save()
+    PoolPlan.transition(batch=batch, state=PoolPlan.State.RUNNING, pool_size=workers,
+                        reason="")
     _events(host, now)
     return batch
 
 
-def _finish(done: list[int], now: Any, minutes: int = 20) -> None:
-    """Mark POs finished, spread over the last `minutes` (a few UPDATEs per minute)."""
+Outcome = tuple[str, str, str, Any, int]  # status, reason, message, when, retries
+
+
+def _outcomes(done: list[int], now: Any, minutes: int = 20) -> dict[int, Outcome]:
+    """How finished POs ended, spread over the last `minutes` (a few per minute)."""
+    outcomes: dict[int, Outcome] = {}
     per_minute = max(1, -(-len(done) // minutes))
     for minute, start in enumerate(range(0, len(done), per_minute)):
         at = now - timedelta(minutes=minutes - minute, seconds=-random.uniform(0, 50))
@@ -88,9 +97,8 @@ def _finish(done: list[int], now: Any, minutes: int = 20) -> None:
         for part, status in ((chunk[:cut_a], Status.COMPLETED),
                              (chunk[cut_a:cut_b], Status.PARTIAL),
                              (chunk[cut_b:], Status.NO_ATTACHMENTS)):
-            if part:
-                PurchaseOrder.objects.filter(pk__in=part).update(
-                    status=status, attempts=1, first_attempt_at=at, last_attempt_at=at)
+            outcomes.update((po_id, (status, "", "", at, 0)) for po_id in part)
+    return outcomes
 
 
 def worker_card(host: str, number: int, po_number: str | None, *, done: int = 0) -> dict[str, Any]:
@@ -105,12 +113,11 @@ def worker_card(host: str, number: int, po_number: str | None, *, done: int = 0)
     }
 
 
-def _record_failure(batch: Batch, po_id: int, status: str, reason: str, message: str,
-                    index: int) -> None:
+def _record_failure(batch: Batch, po_id: int, index: int) -> Outcome:
+    """A failure after three attempts, with its last attempt's screenshot."""
+    status, reason, message = FAILURE_KINDS[index % len(FAILURE_KINDS)]
     at = timezone.now() - timedelta(minutes=index * 2 + 1)
     po = PurchaseOrder.objects.get(pk=po_id)
-    PurchaseOrder.objects.filter(pk=po_id).update(
-        status=status, reason=reason, message=message, attempts=3, last_attempt_at=at)
     relative = Path(batch.output_dir_name()) / "evidence" / f"{po.po_number}-3.png"
     target = Path(settings.OUTPUT_DIR) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +126,7 @@ def _record_failure(batch: Batch, po_id: int, status: str, reason: str, message:
                            started_at=at - timedelta(seconds=30), finished_at=at, duration=30.0,
                            status=status, reason=reason, message=message,
                            screenshot=str(relative))
+    return status, reason, message, at, 2
 
 
 def _events(host: str, now: Any) -> None:

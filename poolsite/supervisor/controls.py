@@ -15,9 +15,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.utils import timezone
 
-from poolsite.batches.models import Batch, ControlAction, PurchaseOrder, Status
+from poolsite.batches.models import Batch, ControlAction, POQuerySet, PurchaseOrder, Status
 from poolsite.batches.roles import can_operate
 from poolsite.sessions.health import start_refusal
 from poolsite.supervisor.models import PoolPlan
@@ -27,6 +26,7 @@ Action = ControlAction.Action
 Outcome = ControlAction.Outcome
 WAKE_GROUP = "pool.control"
 MIN_SIZE, MAX_SIZE = 1, 8
+MAX_LISTED = 1000  # PO numbers a retry of chosen POs lists in its record
 
 # Which plan states each pool action may be pressed in (the dashboard enables the
 # buttons from the same table).
@@ -55,10 +55,22 @@ def allowed_actions(plan: PoolPlan) -> list[str]:
 
 
 def request_control(user: Any, action: str, *, batch: Batch | None = None,
-                    po: PurchaseOrder | None = None, size: int | None = None,
-                    immediate: bool = False) -> ControlAction:
-    """Carry out one button press or raise ControlRefused (the refusal is recorded too)."""
-    arguments = {k: v for k, v in (("size", size), ("immediate", immediate or None)) if v}
+                    po: PurchaseOrder | None = None, pos: POQuerySet | None = None,
+                    size: int | None = None, immediate: bool = False,
+                    via: str = "") -> ControlAction:
+    """Carry out one button press or raise ControlRefused (the refusal is recorded too).
+
+    `pos`: the POs of `batch` that "retry failed" retries (the admin's selection; by
+    default the whole batch, or `po`). `via` names where it was pressed when that is not
+    the dashboard (e.g. "admin"); it is kept in the record's arguments.
+    """
+    arguments: dict[str, Any] = {
+        k: v for k, v in (("size", size), ("immediate", immediate or None)) if v}
+    if pos is not None:
+        arguments["po_numbers"] = list(
+            pos.retryable().values_list("po_number", flat=True)[:MAX_LISTED])
+    if via:
+        arguments["via"] = via
     try:
         _check(user, action, batch=batch, po=po, size=size)
         with transaction.atomic():
@@ -70,7 +82,7 @@ def request_control(user: Any, action: str, *, batch: Batch | None = None,
             else:
                 record = ControlAction.record(user, action, batch=batch, po=po,
                                               arguments=arguments)
-                _apply_now(record, batch=batch, po=po)
+                _apply_now(record, batch=batch, po=po, pos=pos)
     except ControlRefused as refusal:
         log.warning("refused %s by %s: %s", action, getattr(user, "username", "?"), refusal)
         ControlAction.record(user, action if action in Action.values else Action.PAUSE,
@@ -84,16 +96,13 @@ def request_control(user: Any, action: str, *, batch: Batch | None = None,
 
 def start_from_command_line(batch: Batch, size: int | None) -> ControlAction:
     """`runpool --batch N`: start a batch without a signed-in operator (recorded as cli)."""
+    changes: dict[str, Any] = dict(batch=batch, state=PoolPlan.State.RUNNING, reason="",
+                                   immediate_stop=False)
+    if size is not None:
+        changes["pool_size"] = size
     with transaction.atomic():
-        plan = PoolPlan.current()
-        plan = PoolPlan.objects.select_for_update().get(pk=plan.pk)
-        plan.batch, plan.state, plan.reason = batch, PoolPlan.State.RUNNING, ""
-        plan.immediate_stop = False
-        if size is not None:
-            plan.pool_size = size
-        plan.version += 1
-        plan.updated_at = timezone.now()
-        plan.save()
+        plan = PoolPlan.transition(**changes)
+        assert plan is not None  # unconditional
         record = ControlAction.objects.create(
             username="cli", action=Action.START, batch=batch,
             arguments={"size": size, "plan_version": plan.version, "via": "runpool --batch"})
@@ -141,13 +150,18 @@ def _check(user: Any, action: str, *, batch: Batch | None, po: PurchaseOrder | N
             raise ControlRefused(refusal)
 
 
-def _apply_now(record: ControlAction, *, batch: Batch | None,
-               po: PurchaseOrder | None) -> None:
+def _apply_now(record: ControlAction, *, batch: Batch | None, po: PurchaseOrder | None,
+               pos: POQuerySet | None) -> None:
     """Settle the actions that only touch the database."""
     if record.action == Action.RETRY_FAILED:
         assert batch is not None
-        pos = batch.pos.all() if po is None else PurchaseOrder.objects.filter(pk=po.pk)
-        count = pos.requeue()
+        if pos is not None:
+            chosen = pos.filter(batch=batch)
+        elif po is not None:
+            chosen = PurchaseOrder.objects.filter(pk=po.pk)
+        else:
+            chosen = batch.pos.all()
+        count = chosen.retry()
         if po is not None and not count:
             raise ControlRefused(f"{po.po_number} is {po.status.lower()}: only POs that "
                                  "did not succeed are retried")
@@ -160,38 +174,39 @@ def _apply_now(record: ControlAction, *, batch: Batch | None,
 def _change_plan(user: Any, action: str, *, batch: Batch | None, size: int | None,
                  immediate: bool) -> int:
     """Move the plan for a pool action; return its new version."""
-    PoolPlan.current()  # make sure the row exists before locking it
-    plan = PoolPlan.objects.select_for_update().get(pk=1)
-    if plan.state not in ALLOWED_IN[Action(action)]:
-        raise ControlRefused(f"cannot {action} while the pool is {plan.state}")
+    changes: dict[str, Any] = {}
     if action == Action.START:
-        assert batch is not None
-        if not batch.pos.filter(status=Status.QUEUED).exists():
-            raise ControlRefused(f"batch {batch} has no queued POs (retry failed ones first)")
-        plan.batch, plan.state, plan.reason = batch, PoolPlan.State.RUNNING, ""
-        plan.immediate_stop = False
+        changes = dict(batch=batch, state=PoolPlan.State.RUNNING, reason="",
+                       immediate_stop=False)
     elif action == Action.PAUSE:
-        plan.state = PoolPlan.State.PAUSED
-        plan.reason = f"paused by {getattr(user, 'username', '') or 'an operator'}"
+        changes = dict(state=PoolPlan.State.PAUSED, reason=(
+            f"paused by {getattr(user, 'username', '') or 'an operator'}"))
     elif action == Action.RESUME:
-        plan.state, plan.reason = PoolPlan.State.RUNNING, ""
+        changes = dict(state=PoolPlan.State.RUNNING, reason="")
     elif action == Action.STOP:
-        plan.state, plan.immediate_stop = PoolPlan.State.STOPPING, immediate
+        changes = dict(state=PoolPlan.State.STOPPING, immediate_stop=immediate)
     if size is not None:
-        plan.pool_size = size
-    plan.version += 1
-    plan.updated_at = timezone.now()
-    plan.save()
+        changes["pool_size"] = size
+
+    def allowed(plan: PoolPlan) -> None:
+        if plan.state not in ALLOWED_IN[Action(action)]:
+            raise ControlRefused(f"cannot {action} while the pool is {plan.state}")
+        if action == Action.START:
+            assert batch is not None
+            if not batch.pos.filter(status=Status.QUEUED).exists():
+                raise ControlRefused(f"batch {batch} has no queued POs (retry failed ones "
+                                     "first)")
+
+    plan = PoolPlan.transition(check=allowed, **changes)
+    assert plan is not None  # unconditional: refusals raise
     return plan.version
 
 
 def _cancel_po(record: ControlAction, po: PurchaseOrder) -> None:
-    updated = PurchaseOrder.objects.filter(pk=po.pk, status=Status.QUEUED).update(
-        status=Status.CANCELLED, reason="CANCELLED", message=f"Cancelled by {record.username}")
-    if updated:
+    if PurchaseOrder.objects.filter(pk=po.pk).cancel(by=record.username or "an operator"):
         record.settle(Outcome.DONE, f"{po.po_number} cancelled")
     elif po.status == Status.RUNNING:
-        # The host working on it records CANCELLED when the attempt ends.
+        # The host working on it finishes it CANCELLED when the attempt ends (recording).
         pass
     else:
         raise ControlRefused(f"{po.po_number} is already {po.status.lower()}")

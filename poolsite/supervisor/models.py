@@ -8,9 +8,11 @@ channel layer carries the deltas in between. PoolEvent keeps the recent-events l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 # A host whose heartbeat is older than this is shown as gone (and its leases expire).
@@ -88,7 +90,45 @@ class PoolPlan(models.Model):
     def __str__(self) -> str:
         return f"plan v{self.version}: {self.state}"
 
+    CHANGEABLE = ("batch", "state", "pool_size", "immediate_stop", "reason")
+
     @classmethod
     def current(cls) -> PoolPlan:
         plan, _ = cls.objects.get_or_create(pk=1)
+        return plan
+
+    @classmethod
+    def transition(cls, *, from_version: int | None = None,
+                   from_states: Iterable[str] | None = None,
+                   check: Callable[[PoolPlan], None] | None = None,
+                   **changes: Any) -> PoolPlan | None:
+        """The one way to change the plan: apply `changes` and bump `version`, atomically.
+
+        The row is locked while it is checked; the write is conditional on the version
+        read, so it is applied once even where the lock is a no-op (SQLite). Returns the
+        new plan, or None when the plan is no longer at `from_version` or in one of
+        `from_states` (another host or operator moved it first). `check(plan)` may raise
+        to refuse the change (the transaction is then rolled back).
+        """
+        unknown = set(changes) - set(cls.CHANGEABLE)
+        if unknown:
+            raise TypeError(f"a plan transition cannot change {sorted(unknown)}")
+        if "reason" in changes:
+            changes["reason"] = str(changes["reason"])[:300]
+        with transaction.atomic():
+            plan = cls.objects.select_for_update().get(pk=cls.current().pk)
+            if from_version is not None and plan.version != from_version:
+                return None
+            if from_states is not None and plan.state not in tuple(from_states):
+                return None
+            if check is not None:
+                check(plan)
+            read = plan.version
+            for name, value in changes.items():
+                setattr(plan, name, value)
+            plan.version, plan.updated_at = read + 1, timezone.now()
+            fields = {name: getattr(plan, name) for name in changes}
+            if not cls.objects.filter(pk=plan.pk, version=read).update(
+                    version=plan.version, updated_at=plan.updated_at, **fields):
+                return None
         return plan

@@ -27,8 +27,6 @@ from django.db import (
     reset_queries,
     transaction,
 )
-from django.db.models import F
-from django.utils import timezone
 
 from pool_core.events import (
     EventKind,
@@ -249,9 +247,9 @@ class Recorder:
                 duration=event.seconds or None, status=status, retryable=True,
                 reason=event.reason[:100],
                 message=f"{event.message}; {retried}" if event.message else retried)
-            # The next try is a new attempt (the claim counted only the first).
-            PurchaseOrder.objects.filter(pk=int(event.key), leased_by=self.host).update(
-                attempts=F("attempts") + 1, lease_expires_at=timezone.now() + self.lease)
+            # The next try spends a retry only if the engine charged it (a 429 does not).
+            PurchaseOrder.objects.requeue(int(event.key), self.host, self.lease,
+                                          charged=event.charged)
 
     def _attempt_number(self, po_id: int) -> int:
         return Attempt.objects.filter(po_id=po_id).count() + 1
@@ -270,13 +268,11 @@ class Recorder:
             cancel = ControlAction.objects.filter(
                 action=ControlAction.Action.CANCEL_PO, po_id=po_id,
                 outcome=ControlAction.Outcome.PENDING).first()
-            final_status = Status.CANCELLED if cancel else status
-            owned = PurchaseOrder.objects.filter(
-                pk=po_id, status=Status.RUNNING, leased_by=self.host).update(
-                status=final_status, reason=(record.reason or "")[:100],
+            owned = PurchaseOrder.objects.finish(
+                po_id, self.host, status, reason=record.reason or "",
                 message=record.message, output_folder=record.folder,
-                supplier_seen=(record.supplier_seen or "")[:255], leased_by="",
-                lease_expires_at=None, last_attempt_at=finished)
+                supplier_seen=record.supplier_seen or "", at=finished,
+                cancelled_by=(cancel.username or "an operator") if cancel else "")
             attempt = Attempt.objects.create(
                 po_id=po_id, run_id=self.run_id, host=self.host,
                 worker_id=_worker_text(record.worker_id),
@@ -305,11 +301,7 @@ class Recorder:
 
     def _hand_back(self, po_id: int, record: PORecord) -> None:
         """A PO the pool did not finish (stopped): back to the queue, never lost."""
-        never_started = record.attempts == 0
-        PurchaseOrder.objects.filter(pk=po_id, status=Status.RUNNING,
-                                     leased_by=self.host).update(
-            status=Status.QUEUED, leased_by="", lease_expires_at=None,
-            attempts=F("attempts") - 1 if never_started else F("attempts"))
+        PurchaseOrder.objects.release(self.host, [po_id], attempted=record.attempts > 0)
 
     def _evidence(self, paths: tuple[str, ...]) -> tuple[str, str]:
         screenshot = html = ""

@@ -22,7 +22,6 @@ from pool_core.events import PORecord
 from pool_core.messages import Task
 from pool_core.task_source import InMemoryTaskSource
 from poolsite.batches.models import Batch, PurchaseOrder, Status
-from poolsite.supervisor import leases
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +156,15 @@ class DbTaskSource:
                 if batch is None or self._exhausted or self._paused or (
                         self._buffer.pending() >= self.prefetch):
                     return
-            po = leases.claim_next(batch.pk, self.host, self.lease)
+            po = PurchaseOrder.objects.claim(batch.pk, self.host, self.lease)
             with self._lock:
                 if po is None:
                     self._exhausted = True
                     self._queued_in_db = 0
                     return
                 if self._batch is None or self._batch.pk != batch.pk:
-                    leases.release(self.host, [po.pk])  # the batch changed meanwhile
+                    # The batch changed meanwhile.
+                    PurchaseOrder.objects.release(self.host, [po.pk])
                     return
                 self._queued_in_db = max(0, self._queued_in_db - 1)
                 # Under the lock, so a concurrent set_batch(None) + drain() cannot miss it.

@@ -99,8 +99,28 @@ class AdminTestCase(BaseTestCase):
         self.assertEqual((self.failed.status, self.done.status),
                          (Status.QUEUED, Status.COMPLETED))
         action = ControlAction.objects.get(action="retry_failed")
-        self.assertEqual((action.username, action.arguments),
-                         ("root", {"po_numbers": [self.failed.po_number]}))
+        self.assertEqual((action.username, action.arguments, action.outcome),
+                         ("root", {"po_numbers": [self.failed.po_number], "via": "admin"},
+                          "done"))
+        self.assertEqual(action.batch, self.batch)
+
+    def test_it_refuses_a_retry_to_staff_who_may_not_operate_the_pool(self) -> None:
+        # Staff with the admin's change permission but not an operator's: the same rule
+        # as the dashboard's button, and the refusal is on the audit trail too.
+        from django.contrib.auth.models import Permission
+
+        self.charlie.is_staff = True
+        self.charlie.save()
+        self.charlie.user_permissions.add(*Permission.objects.filter(
+            codename__in=("view_purchaseorder", "change_purchaseorder")))
+        self.client.force_login(self.charlie)
+        response = self.post_action("retry_selected_failed", [self.failed.pk])
+        self.assertEqual(response.status_code, 302)
+        self.failed.refresh_from_db()
+        self.assertEqual(self.failed.status, Status.FAILED)
+        action = ControlAction.objects.get(action="retry_failed")
+        self.assertEqual((action.username, action.outcome), ("charlie", "refused"))
+        self.assertIn("permission", action.outcome_message)
 
     def test_it_exports_selected_pos(self) -> None:
         pks = list(PurchaseOrder.objects.values_list("pk", flat=True)[:2])

@@ -55,7 +55,7 @@ class ModelsTestCase(BaseTestCase):
     def test_it_requeues_only_unsuccessful_pos_with_fresh_retries(self) -> None:
         batch = self.make_batch(4)
         done, failed = self.make_history(batch)
-        self.assertEqual(batch.pos.requeue(), 1)
+        self.assertEqual(batch.pos.retry(), 1)
         failed.refresh_from_db()
         self.assertEqual((failed.status, failed.attempts, failed.reason),
                          (Status.QUEUED, 0, ""))
@@ -66,8 +66,11 @@ class ModelsTestCase(BaseTestCase):
     def test_it_cancels_only_queued_pos(self) -> None:
         batch = self.make_batch(3)
         PurchaseOrder.objects.filter(po_number="PO200000").update(status=Status.RUNNING)
-        self.assertEqual(batch.pos.cancel_queued(), 2)
+        self.assertEqual(batch.pos.cancel(by="alice"), 2)
         self.assertEqual(batch.status_counts()["RUNNING"], 1)
+        cancelled = batch.pos.filter(status=Status.CANCELLED)
+        self.assertEqual(set(cancelled.values_list("reason", "message")),
+                         {("CANCELLED", "Cancelled by alice")})
 
     def test_it_never_edits_or_deletes_a_control_action(self) -> None:
         batch = self.make_batch(1)

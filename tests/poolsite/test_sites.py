@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from pool_core.sites import load_presets
 from poolsite.batches.models import Batch, ControlAction, Site
-from poolsite.supervisor.host import site_for_batch
+from poolsite.supervisor.pool_lifecycle import site_for_batch
 from tests.poolsite.base import BaseTestCase
 
 ACME = {"name": "Acme Coupa", "preset": "coupa", "base_url": "https://acme.coupahost.com/",
