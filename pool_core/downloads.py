@@ -167,8 +167,18 @@ def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
     if clicks:
         page.evaluate(_PREPARE_CLICKS_JS, {"overlays": list(overlays), "prefix": FRAME_PREFIX})
         for index, transfer in clicks:
+            if why := give_up():  # the page itself was sent away: nothing left to click
+                transfer.failure, transfer.detail = "DOWNLOAD_FAILED", why
+                continue
             _click(page, batch, index, transfer, arrival_timeout_s, give_up)
     batch.started = time.monotonic()  # the links' clock starts after the clicks' waits
+    if clicks and (why := give_up()):
+        # A click sent the page itself away (to sign in): its elements are gone, and
+        # anything evaluated on it would wait for a document that never comes.
+        for _index, transfer in added:
+            if not transfer.failure and transfer.download is None:
+                transfer.failure, transfer.detail = "DOWNLOAD_FAILED", why
+        return
     frames = []
     for index, transfer in added:
         href = transfer.link.href

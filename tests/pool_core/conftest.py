@@ -21,6 +21,7 @@ from pool_core.process_tree import is_gone, processes_naming
 from pool_core.sites import SitePreset, load_presets
 from pool_core.state import PoolStatus
 from poolsite.demo_erp.server import DemoSite
+from tests.presets import quick_render
 
 BROWSERISH = ("chrom", "headless_shell", "node")
 
@@ -68,7 +69,7 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def demo_preset(site: DemoSite) -> SitePreset:
-    return load_presets()["demo"].with_base_url(site.base_url)
+    return quick_render(load_presets()["demo"].with_base_url(site.base_url))
 
 
 @pytest.fixture

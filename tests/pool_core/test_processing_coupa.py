@@ -27,6 +27,7 @@ from pool_core.processing import process_po
 from pool_core.sites import load_preset
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
+from tests.presets import quick_render
 
 DOWNLOAD_TIMEOUT_S = 5.0
 ATTACHMENT_SOURCES = ("po", "requisition")
@@ -47,7 +48,7 @@ def browser(browser_path: str, worker_args: list[str]) -> Iterator[Browser]:
 def job(coupa_site: DemoSite, tmp_path: Path) -> JobEnv:
     return JobEnv(worker_id=1, output_root=str(tmp_path / "out"),
                   work_root=str(tmp_path / "work"), evidence_dir=str(tmp_path / "evidence"),
-                  site=load_preset("demo").with_base_url(coupa_site.base_url),
+                  site=quick_render(load_preset("demo").with_base_url(coupa_site.base_url)),
                   nav_timeout_s=10.0, download_timeout_s=DOWNLOAD_TIMEOUT_S)
 
 
