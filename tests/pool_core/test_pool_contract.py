@@ -160,6 +160,7 @@ def test_it_processes_a_batch_and_reports_it(site: DemoSite, make_pool: PoolFact
         pool.pause_processing()
 
 
+@pytest.mark.slow
 def test_it_can_forget_finished_pos_so_a_long_run_does_not_grow(
         site: DemoSite, make_pool: PoolFactory) -> None:
     events: list = []
@@ -178,6 +179,7 @@ def test_it_can_forget_finished_pos_so_a_long_run_does_not_grow(
     assert pool.stop_processing(timeout=10) is True
 
 
+@pytest.mark.slow
 def test_it_pauses_and_resumes(site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 0.3
     pool = make_pool(2)
@@ -289,6 +291,7 @@ def test_it_pauses_after_consecutive_site_failures_and_resumes(
     assert pool.stop_processing(10)
 
 
+@pytest.mark.slow
 def test_it_honours_retry_after_without_burning_the_retry_budget(
         site: DemoSite, make_pool: PoolFactory) -> None:
     pool = make_pool(1, retry_limit=0)
@@ -368,6 +371,7 @@ def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory)
     assert pool.stop_processing(10)
 
 
+@pytest.mark.slow
 def test_it_survives_concurrent_calls_from_many_threads(
         site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 0.1

@@ -82,6 +82,7 @@ def test_it_retries_the_po_of_a_sigkilled_worker_elsewhere(
     assert any(isinstance(e, WorkerStopped) and e.reason.startswith("crashed") for e in events)
 
 
+@pytest.mark.slow
 def test_a_killed_fork_server_is_started_again_for_the_next_worker(
         site: DemoSite, make_pool: PoolFactory) -> None:
     # Workers are forked from a fork server; if it dies, replacing a worker must not fail.
@@ -129,6 +130,7 @@ def test_it_recovers_when_only_the_browser_is_killed(
     assert ended == ["BROWSER_CRASH", "stopped"], ended
 
 
+@pytest.mark.slow
 def test_a_browser_killed_during_a_download_wait_is_a_crash_and_retried(
         site: DemoSite, make_pool: PoolFactory) -> None:
     # Playwright fails the waiting call ("Target page, context or browser has been
@@ -205,6 +207,7 @@ def test_it_times_out_a_hanging_page_and_replaces_the_worker(
     assert pool.stop_processing(10)
 
 
+@pytest.mark.slow
 def test_it_kills_a_worker_over_the_hard_memory_limit(
         site: DemoSite, make_pool: PoolFactory) -> None:
     pool = make_pool(1, process_fn="tests.pool_core.jobs:linger", memory_hard_limit_mb=500,
@@ -216,6 +219,7 @@ def test_it_kills_a_worker_over_the_hard_memory_limit(
     assert pool.stop_processing(10)
 
 
+@pytest.mark.slow
 def test_it_recycles_a_worker_over_the_soft_memory_limit(
         site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 0.3
@@ -268,6 +272,7 @@ def test_a_worker_killed_during_a_stop_is_reported_as_crashed(
     assert_one_record_per_po(pool, batch)
 
 
+@pytest.mark.slow
 def test_it_scales_up_and_down_mid_run(site: DemoSite, make_pool: PoolFactory) -> None:
     site.latency = 0.3
     pool = make_pool(1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pool_core import WorkerPool
 from pool_core.state import PoolStatus
 from poolsite.demo_erp import catalog
@@ -13,6 +15,7 @@ from poolsite.demo_erp.server import DemoSite
 PROCESS_FN = "pool_core.processing:process_po"
 
 
+@pytest.mark.slow
 def test_the_special_batch_through_the_pool_matches_the_ground_truth(
         make_pool: Callable[..., WorkerPool], site: DemoSite, tmp_path: Path) -> None:
     pool = make_pool(2, process_fn=PROCESS_FN, download_timeout=2.0)
@@ -34,6 +37,7 @@ def test_the_special_batch_through_the_pool_matches_the_ground_truth(
     assert site.canary_hits == 0
 
 
+@pytest.mark.slow
 def test_a_pool_without_a_session_pauses_on_the_login_wall(
         make_pool: Callable[..., WorkerPool], site: DemoSite) -> None:
     pool = make_pool(1, signed_in=False, process_fn=PROCESS_FN)

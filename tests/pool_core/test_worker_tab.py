@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import psutil
+import pytest
 
 from pool_core import WorkerPool
 from pool_core.worker import TAB_IDLE_RELEASE_S
@@ -13,6 +14,7 @@ from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 
 
+@pytest.mark.slow
 def test_the_page_serves_the_next_po_until_one_ends_badly(
         site: DemoSite, make_pool: Callable[..., WorkerPool]) -> None:
     batch = catalog.demo_batch(site.base_url, 7)

@@ -43,6 +43,7 @@ def _pool_state(host: HostSupervisor) -> str:
     return str(host.pool.status) if host.pool is not None else "IDLE"
 
 
+@pytest.mark.slow
 def test_it_follows_start_pause_resume_scale_and_stop(
         site: DemoSite, host: HostSupervisor, operator: User) -> None:
     site.latency = 0.3

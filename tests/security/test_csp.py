@@ -61,6 +61,7 @@ def test_no_template_of_ours_has_inline_script_or_style() -> None:
     assert found == []
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 def test_the_admin_the_dashboard_and_the_batch_pages_raise_no_csp_violation(
