@@ -22,20 +22,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from poolsite.demo_erp import catalog, coupa_assets, coupa_pages, filetypes, pages
-from poolsite.demo_erp.server import (
+from poolsite.demo_erp.handlers import (
     DEMO_PASSWORD,
     HANG_SECONDS,
     OIDC_CALLBACK,
     SESSION_COOKIE,
-    _Handler,
-    _Server,
+    DemoServer,
+    SimpleHandler,
 )
 
 LOGO_PNG = filetypes.make_png(48, 24, (11, 59, 96))
 MAX_COMMENTS_DELAY = 30.0  # seconds; a bound on ?comments_delay=
 
 
-class CoupaHandler(_Handler):
+class CoupaHandler(SimpleHandler):
     """The tenant in the coupa shape."""
 
     def do_GET(self) -> None:
@@ -185,7 +185,7 @@ class CoupaHandler(_Handler):
 class ThirdPartyHandler(BaseHTTPRequestHandler):
     """An analytics CDN or monitoring agent: answers scripts, counts every request."""
 
-    server: _Server
+    server: DemoServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -217,7 +217,7 @@ class ThirdPartyHandler(BaseHTTPRequestHandler):
 class IdentityHandler(BaseHTTPRequestHandler):
     """The identity host: a sign-in form that sends the browser back with a code."""
 
-    server: _Server
+    server: DemoServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
