@@ -272,7 +272,11 @@ def batch_export_view(request: HttpRequest, batch_id: int,
                       fmt: str) -> HttpResponse | StreamingHttpResponse:
     if fmt not in ("csv", "xlsx"):
         raise Http404("results come as .csv or .xlsx")
-    batch = get_object_or_404(Batch, pk=batch_id)
+    return results_response(get_object_or_404(Batch, pk=batch_id), fmt)
+
+
+def results_response(batch: Batch, fmt: str) -> HttpResponse | StreamingHttpResponse:
+    """The batch's results as a .csv or .xlsx download (the pages and the API)."""
     pos = batch.pos.all()
     stem = f"batch-{batch.pk}-results"
     if fmt == "csv":
@@ -305,7 +309,11 @@ def batch_results_workbook(request: HttpRequest, batch_id: int) -> HttpResponse:
 
 @viewer_required
 def batch_documents_zip(request: HttpRequest, batch_id: int) -> StreamingHttpResponse:
-    batch = get_object_or_404(Batch, pk=batch_id)
+    return documents_zip_response(get_object_or_404(Batch, pk=batch_id))
+
+
+def documents_zip_response(batch: Batch) -> StreamingHttpResponse:
+    """Every document of the batch in one streamed ZIP (the pages and the API)."""
     documents = Document.objects.filter(po__batch=batch).order_by("po_id", "id").iterator(500)
     response = StreamingHttpResponse(batch_export.zip_stream(documents),
                                      content_type="application/zip")
