@@ -13,7 +13,8 @@ Two layers, one rule (`body_limit`):
   as the headers are in, then every chunk), answered with 413 and never queued.
 
 Every URL gets POOL_MAX_REQUEST_BYTES; the two upload forms (batch files, site
-sessions) get POOL_MAX_UPLOAD_BYTES plus room for the form's other fields.
+sessions) and the API's batch upload get POOL_MAX_UPLOAD_BYTES plus room for the
+form's other fields.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 # The upload forms' other fields and multipart boundaries, beside the file itself.
 FORM_OVERHEAD = 64 * 1024
-# URL names of the forms that take a file.
-UPLOAD_URL_NAMES = ("batch_upload", "site_session_upload")
+# URL names of the forms (and the API endpoint) that take a file.
+UPLOAD_URL_NAMES = ("batch_upload", "site_session_upload", "api:batch_upload")
 # How long a refused request may keep sending (discarded) before it is cut off: long
 # enough for an ordinary client to finish sending and read the 413, short enough that
 # a slow sender cannot hold the connection.

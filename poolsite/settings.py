@@ -63,11 +63,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "ninja",  # the API's docs page: its Swagger UI template and static files
     "poolsite.batches",
     "poolsite.supervisor",
     "poolsite.dashboard",
     "poolsite.demo_erp",
     "poolsite.sessions",
+    "poolsite.api",
 ]
 
 MIDDLEWARE = [
@@ -226,6 +228,11 @@ POOL_MAX_ROWS = envint("POOL_MAX_ROWS", "20000")
 # The largest request body anywhere but the two upload forms (those take
 # POOL_MAX_UPLOAD_BYTES): refused with 413 before anything reads it (request_limits).
 POOL_MAX_REQUEST_BYTES = envint("POOL_MAX_REQUEST_BYTES", str(2621440))
+# The HTTP API (poolsite/api): requests per minute for one token (429 with Retry-After
+# past it), and, like sign-ins, a lock-out per address after that many bad tokens.
+POOL_API_RATE_PER_MINUTE = envint("POOL_API_RATE_PER_MINUTE", "120")
+POOL_API_BAD_TOKEN_LIMIT = envint("POOL_API_BAD_TOKEN_LIMIT", "10")
+POOL_API_BAD_TOKEN_COOLOFF_MINUTES = envint("POOL_API_BAD_TOKEN_COOLOFF_MINUTES", "15")
 
 LOGGING = {
     "version": 1,

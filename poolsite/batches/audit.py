@@ -41,6 +41,8 @@ class ControlAction(models.Model):
         ADD_SITE = "add_site", "add site"
         CHANGE_SITE = "change_site", "change site"
         DELETE_SITE = "delete_site", "delete site"
+        CREATE_API_TOKEN = "create_api_token", "create API token"
+        REVOKE_API_TOKEN = "revoke_api_token", "revoke API token"
 
     class Outcome(models.TextChoices):
         PENDING = "pending"

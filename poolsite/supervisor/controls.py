@@ -42,7 +42,7 @@ ALLOWED_IN = {
 # Recorded elsewhere (batch upload, site sessions), never pressed through here.
 NOT_POOL_ACTIONS = (Action.UPLOAD, Action.CAPTURE_SESSION, Action.UPLOAD_SESSION,
                     Action.DELETE_SESSION, Action.ADD_SITE, Action.CHANGE_SITE,
-                    Action.DELETE_SITE)
+                    Action.DELETE_SITE, Action.CREATE_API_TOKEN, Action.REVOKE_API_TOKEN)
 
 
 class ControlRefused(Exception):
