@@ -36,6 +36,7 @@ def test_every_kind_of_page_gets_the_policy() -> None:
     client = Client()
     client.force_login(root)
     for url in ("/", "/batches/", "/batches/upload/", "/site-sessions/", "/admin/",
+                "/api/docs", "/api/tokens/", "/api/me",
                 "/admin/batches/purchaseorder/", "/healthz", "/static/poolsite.css",
                 "/accounts/login/", "/no-such-page/"):
         response = client.get(url)
@@ -82,7 +83,7 @@ def test_the_admin_the_dashboard_and_the_batch_pages_raise_no_csp_violation(
              "/admin/batches/attempt/", "/admin/batches/document/", "/admin/auth/group/",
              "/admin/auth/group/add/", "/admin/password_change/",
              "/", "/batches/", f"/batches/{batch.pk}/", f"/pos/{po.pk}/", "/batches/upload/",
-             "/site-sessions/"]
+             "/site-sessions/", "/api/tokens/", "/api/docs", "/admin/api/apitoken/"]
     # Playwright's sync API runs an event loop in this thread: no ORM from here on.
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=browser_path, args=launch_args())
@@ -109,6 +110,11 @@ def _visit(browser: Browser, base: str, pages: list[str]) -> list[str]:
         assert response is not None and response.status == 200, path
         assert response.headers.get("content-security-policy"), path
         page.wait_for_load_state("load")
+    # The API's docs page (Swagger UI from django-ninja's static files) rendered the
+    # operations from the schema it fetched.
+    page.goto(f"{base}/api/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert page.locator(".opblock").count() >= 10
     # The admin's JavaScript ran: the changelist's "select all" box works.
     page.goto(f"{base}/admin/batches/purchaseorder/")
     page.check("#action-toggle")
