@@ -157,7 +157,7 @@ def _need_operator(request: HttpRequest) -> None:
 
 # -- who am I --------------------------------------------------------------------------
 
-@api.get("/me", response=TokenInfo, summary="The token and its user's roles")
+@api.get("/me", response=TokenInfo, tags=["tokens"], summary="The token and its user's roles")
 def me(request: HttpRequest) -> dict[str, Any]:
     token: ApiToken = request.auth  # type: ignore[attr-defined]
     user = token.user

@@ -90,6 +90,22 @@ class TokenTests(ApiTestCase):
         assert self.call("get", "/api/batches", secret).status_code == 401
 
 
+class AdminTests(ApiTestCase):
+    def test_an_admin_sees_every_token_and_revokes_them_audited(self) -> None:
+        client = Client()
+        client.force_login(self.root)
+        page = client.get("/admin/api/apitoken/")
+        assert page.status_code == 200
+        assert "viewer script" in page.content.decode() and "script" in page.content.decode()
+        assert self.operator not in page.content.decode()
+        ids = list(ApiToken.objects.values_list("pk", flat=True))
+        client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": ids})
+        assert not ApiToken.objects.active().exists()
+        revoked = ControlAction.objects.filter(action="revoke_api_token", user=self.root)
+        assert revoked.count() == 2 and all(r.arguments["via"] == "admin" for r in revoked)
+        assert self.call("get", "/api/me", self.viewer).status_code == 401
+
+
 @override_settings(POOL_API_BAD_TOKEN_LIMIT=3, POOL_API_RATE_PER_MINUTE=5)
 class LimitTests(ApiTestCase):
     def test_a_token_over_its_rate_gets_429_with_retry_after(self) -> None:
@@ -175,6 +191,13 @@ class UploadTests(ApiTestCase):
         response = self.call("post", "/api/pool/scale", self.operator, data={"size": "x"},
                              content_type="application/json")
         assert response.status_code == 400 and response.json()["detail"].startswith("size:")
+
+    @override_settings(POOL_MAX_UPLOAD_BYTES=40)
+    def test_a_file_over_the_upload_limit_is_413_and_nothing_is_stored(self) -> None:
+        response = self.upload(self.operator)
+        assert response.status_code == 413
+        assert "the limit is 40 bytes" in response.json()["detail"]
+        assert not Batch.objects.exists()
 
     def test_the_upload_url_gets_the_upload_cap_and_the_others_the_small_one(self) -> None:
         from django.conf import settings
