@@ -56,7 +56,9 @@ from poolsite.batches.models import (
     Site,
 )
 from poolsite.batches.roles import can_operate, can_view
+from poolsite.dashboard.control_messages import describe
 from poolsite.dashboard.snapshot import build_snapshot
+from poolsite.dashboard.views import announce
 from poolsite.supervisor.controls import ControlRefused, request_control
 
 VIA = "api"
@@ -315,16 +317,11 @@ def _press(request: HttpRequest, action: str, **targets: Any) -> Any:
         record = request_control(request.user, action, via=VIA, **targets)
     except ControlRefused as refusal:
         return Status(409, {"detail": str(refusal)})
+    announce()  # open dashboards show the press at once, as after a button
     return Status(202, {"id": record.pk, "action": record.action, "outcome": record.outcome,
-                        "message": record.outcome_message or _pending_message(record),
+                        "message": record.outcome_message or describe(record),
                         "plan_version": record.arguments.get("plan_version"),
                         "arguments": record.arguments})
-
-
-def _pending_message(record: ControlAction) -> str:
-    from poolsite.dashboard.control_messages import describe
-
-    return describe(record)
 
 
 CONTROL_RESPONSES: dict[int, Any] = {202: ControlOut, 403: Error, 404: Error, 409: Error}

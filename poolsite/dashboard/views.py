@@ -53,12 +53,15 @@ def control(request: HttpRequest) -> HttpResponse:
     ok, message = perform_control(request.user.pk, control_request)
     (messages.success if ok else messages.error)(request, message)
     if ok:
-        _announce()
+        announce()
     return redirect("dashboard")
 
 
-def _announce() -> None:
-    """Send the new picture to every open dashboard (best effort: they refresh anyway)."""
+def announce() -> None:
+    """Send the new picture to every open dashboard (best effort: they refresh anyway).
+
+    After a press here, or through the API.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
