@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "poolsite.dashboard",
     "poolsite.demo_erp",
     "poolsite.sessions",
+    "poolsite.notifications",
 ]
 
 MIDDLEWARE = [
@@ -226,6 +227,24 @@ POOL_MAX_ROWS = envint("POOL_MAX_ROWS", "20000")
 # The largest request body anywhere but the two upload forms (those take
 # POOL_MAX_UPLOAD_BYTES): refused with 413 before anything reads it (request_limits).
 POOL_MAX_REQUEST_BYTES = envint("POOL_MAX_REQUEST_BYTES", str(2621440))
+
+# Notifications (poolsite.notifications): the address links in messages start with (the
+# address operators open poolsite at), and how long one send to one target may take.
+POOL_PUBLIC_URL = os.getenv("POOL_PUBLIC_URL", "http://127.0.0.1:8000")
+POOL_NOTIFY_TIMEOUT = float(os.getenv("POOL_NOTIFY_TIMEOUT", "10"))
+# A crash loop: this many worker restarts on one host within this many seconds.
+POOL_CRASH_LOOP_RESTARTS = envint("POOL_CRASH_LOOP_RESTARTS", "5")
+POOL_CRASH_LOOP_SECONDS = envint("POOL_CRASH_LOOP_SECONDS", "300")
+# E-mail notifications go through Django's e-mail backend (SMTP); Django's own names.
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.getenv("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "0")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "poolsite@localhost")
 
 LOGGING = {
     "version": 1,

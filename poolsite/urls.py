@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("poolsite.dashboard.urls")),
     path("", include("poolsite.batches.urls")),
     path("", include("poolsite.sessions.urls")),
+    path("", include("poolsite.notifications.urls")),
 ]
