@@ -252,4 +252,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("POOL_LOG_LEVEL", "INFO")},
+    # Apprise's debug lines carry the URLs of notification targets (their tokens).
+    "loggers": {"apprise": {"level": "WARNING"}},
 }
