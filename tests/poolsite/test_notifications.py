@@ -178,12 +178,12 @@ def test_operators_add_and_test_targets_and_the_url_never_shows(
         "events": ["batch_finished"], "site": ""}).content.decode()
     assert "hush-hush" not in bad and "not a URL Apprise knows" in bad
 
-    page = client.post(f"/notifications/{added.pk}/test/", follow=True).content.decode()
-    assert "Test sent to" in page
+    tested = client.post(f"/notifications/{added.pk}/test/", follow=True).content.decode()
+    assert "Test sent to" in tested
     assert receiver.titles() == ["poolsite: test notification"]
     sent = Notification.objects.get()
     assert (sent.event, sent.requested_by, sent.ok) == ("test", operator, True)
-    assert "xyzzy" not in page and "xyzzy" not in str(sent.__dict__)
+    assert "xyzzy" not in tested and "xyzzy" not in str(sent.__dict__)
 
     client.post(f"/notifications/{added.pk}/delete/")
     assert not NotificationTarget.objects.exists()
