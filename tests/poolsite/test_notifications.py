@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from poolsite.batches.models import Site
+from poolsite.notifications.crash_loop import CrashLoopWatch
 from poolsite.notifications.messages import Message
 from poolsite.notifications.models import (
     Event,
@@ -228,3 +229,16 @@ def test_the_send_test_is_a_post_with_csrf(receiver: Receiver, db: Any) -> None:
     assert client.get(f"/notifications/{hook.pk}/test/").status_code == 405
     assert client.post(f"/notifications/{hook.pk}/test/").status_code == 403  # no token
     assert receiver.posts == []
+
+
+# -- crash loops -----------------------------------------------------------------------------
+def test_a_crash_loop_is_said_once_per_run_when_restarts_pile_up() -> None:
+    watch = CrashLoopWatch(restarts=3, seconds=60)
+    assert watch.observe(1, 0, now=0) == ""
+    assert watch.observe(1, 2, now=10) == ""  # two restarts: not yet
+    assert watch.observe(1, 2, now=100) == ""  # … and they age out of the window
+    assert watch.observe(1, 4, now=110) == ""
+    assert watch.observe(1, 5, now=120) == "3 worker restarts within 60 s (5 in this run)"
+    assert watch.observe(1, 9, now=121) == ""  # once per run
+    assert watch.observe(2, 3, now=130) == "3 worker restarts within 60 s (3 in this run)"
+    assert CrashLoopWatch.is_crash_loop("pool error on h:1: workers keep failing to start: x")
