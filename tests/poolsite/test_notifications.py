@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from poolsite.batches.models import Site
+from poolsite.notifications import messages
 from poolsite.notifications.crash_loop import CrashLoopWatch
 from poolsite.notifications.messages import Message
 from poolsite.notifications.models import (
@@ -242,3 +245,32 @@ def test_a_crash_loop_is_said_once_per_run_when_restarts_pile_up() -> None:
     assert watch.observe(1, 9, now=121) == ""  # once per run
     assert watch.observe(2, 3, now=130) == "3 worker restarts within 60 s (3 in this run)"
     assert CrashLoopWatch.is_crash_loop("pool error on h:1: workers keep failing to start: x")
+
+
+# -- the messages and leftovers ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_an_outage_pause_says_what_the_probe_saw_and_that_it_resumes_by_itself(
+        settings: Any) -> None:
+    settings.POOL_SITE_PROBE_SECONDS = 10
+    reason = ("SITE_FAILING: 5 consecutive site-level failures, last HTTP_503: "
+              "Service Unavailable")
+    message = messages.auto_paused(reason, None, "h:1")
+    assert message.subject == "poolsite paused itself: SITE_FAILING"
+    assert f"Reason: {reason}" in message.body
+    assert "asks it again every 10 s and resumes by itself" in message.body
+    login = messages.auto_paused("LOGIN_REQUIRED: the session expired", None, "h:1")
+    assert "capture a new session" in login.body and "then press Resume" in login.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sends_a_dead_host_left_pending_are_made_by_the_next_notifier(
+        receiver: Receiver) -> None:
+    target("hook", "apprise", receiver.url)
+    rows = claim("batch_finished:3:v9", Message(Event.BATCH_FINISHED, "done", "all done"), "dead:1")
+    Notification.objects.filter(pk=rows[0].pk).update(
+        created_at=timezone.now() - timedelta(minutes=5))  # its host died before sending
+    notifier = Notifier("next:2")
+    notifier.start()
+    wait_until(lambda: receiver.titles() == ["done"], 10, "the stranded send")
+    notifier.close()
+    assert Notification.objects.get().host == "next:2"
