@@ -6,10 +6,12 @@
         host that inserts it is the one that notifies, whichever hosts saw the event.
     Notification: one send to one target (of an event, or a "send test" press): when,
         by which host or for which user, whether it went, and why not. Never the URL.
+    TargetChange: who added, changed or deleted a target, and what changed (masked).
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -70,6 +72,61 @@ class NotificationTarget(models.Model):
 
     def event_labels(self) -> list[str]:
         return [str(Event(e).label) for e in self.events or [] if e in Event.values]
+
+    def audited_values(self) -> dict[str, Any]:
+        """What the audit keeps of this target: the Apprise URL masked."""
+        return {"name": self.name, "kind": self.kind, "address": self.shown_address,
+                "events": list(self.events or []),
+                "site": self.site.name if self.site_id and self.site else "",
+                "enabled": self.enabled}
+
+    def record_change(self, user: Any, action: str,
+                      before: dict[str, Any] | None = None) -> TargetChange:
+        """Append the add/change/delete of this target to its audit (TargetChange).
+
+        A changed Apprise URL shows as a change of `address` whose masked old and new
+        values may look alike: the URL itself is never kept.
+        """
+        after = self.audited_values() if action != TargetChange.Action.DELETE else {}
+        before = before or {}
+        changes = {name: [before.get(name), after.get(name)]
+                   for name in set(before) | set(after) if before.get(name) != after.get(name)}
+        if action == TargetChange.Action.CHANGE and before.get("address") == after.get(
+                "address") and self._address_changed:
+            changes["address"] = [before["address"], after["address"]]
+        return TargetChange.objects.create(
+            target=self if action != TargetChange.Action.DELETE else None,
+            target_name=self.name, action=action,
+            user=user if getattr(user, "is_authenticated", False) else None,
+            username=getattr(user, "username", "") or "", changes=changes)
+
+    _address_changed = False  # set by the form when the saved address was replaced
+
+
+class TargetChange(models.Model):
+    """Who added, changed or deleted a notification target, and what changed (audit)."""
+
+    class Action(models.TextChoices):
+        ADD = "add"
+        CHANGE = "change"
+        DELETE = "delete"
+
+    target = models.ForeignKey(NotificationTarget, models.SET_NULL, null=True, blank=True,
+                               related_name="changes")
+    target_name = models.CharField(max_length=100)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                             blank=True, related_name="+")
+    username = models.CharField(max_length=150, blank=True)
+    changes = models.JSONField(default=dict, blank=True,
+                               help_text="field: [old, new]; Apprise URLs masked")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.username or '?'}: {self.action} {self.target_name}"
 
 
 class NotificationEvent(models.Model):

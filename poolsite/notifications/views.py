@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
 from poolsite.notifications.forms import TargetForm
-from poolsite.notifications.models import Notification, NotificationTarget
+from poolsite.notifications.models import Notification, NotificationTarget, TargetChange
 from poolsite.notifications.sender import send_test
 
 RECENT = 50  # sends listed on the page
@@ -28,8 +29,9 @@ def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 def target_list(request: HttpRequest) -> HttpResponse:
     targets = NotificationTarget.objects.select_related("site", "created_by")
     sent = Notification.objects.select_related("requested_by")[:RECENT]
+    changes = TargetChange.objects.all()[:RECENT]
     return render(request, "notifications/list.html",
-                  _context(request, targets=targets, sent=sent))
+                  _context(request, targets=targets, sent=sent, changes=changes))
 
 
 @operator_required
@@ -38,7 +40,9 @@ def target_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         target = form.save(commit=False)
         target.created_by = request.user
-        target.save()
+        with transaction.atomic():
+            target.save()
+            target.record_change(request.user, TargetChange.Action.ADD)
         messages.success(request, f"Notification target {target.name!r} added.")
         return redirect("notification_list")
     return _form_page(request, form, None)
@@ -47,11 +51,15 @@ def target_add(request: HttpRequest) -> HttpResponse:
 @operator_required
 def target_edit(request: HttpRequest, target_id: int) -> HttpResponse:
     target = get_object_or_404(NotificationTarget, pk=target_id)
+    before, saved_address = target.audited_values(), target.address
     form = TargetForm(request.POST or None, instance=target)
     if request.method == "POST" and form.is_valid():
         target = form.save(commit=False)
         target.updated_at = timezone.now()
-        target.save()
+        target._address_changed = target.address != saved_address
+        with transaction.atomic():
+            target.save()
+            target.record_change(request.user, TargetChange.Action.CHANGE, before)
         messages.success(request, f"Notification target {target.name!r} saved.")
         return redirect("notification_list")
     return _form_page(request, form, target)
@@ -62,7 +70,10 @@ def target_edit(request: HttpRequest, target_id: int) -> HttpResponse:
 def target_delete(request: HttpRequest, target_id: int) -> HttpResponse:
     target = get_object_or_404(NotificationTarget, pk=target_id)
     name = target.name
-    target.delete()
+    with transaction.atomic():
+        target.record_change(request.user, TargetChange.Action.DELETE,
+                             target.audited_values())
+        target.delete()
     messages.success(request, f"Notification target {name!r} deleted.")
     return redirect("notification_list")
 

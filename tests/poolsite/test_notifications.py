@@ -22,6 +22,7 @@ from poolsite.notifications.models import (
     Notification,
     NotificationEvent,
     NotificationTarget,
+    TargetChange,
 )
 from poolsite.notifications.sender import Notifier, claim, deliver, send_row, send_test
 from tests.conftest import user_in_role
@@ -192,6 +193,15 @@ def test_operators_add_and_test_targets_and_the_url_never_shows(
     client.post(f"/notifications/{added.pk}/delete/")
     assert not NotificationTarget.objects.exists()
     assert Notification.objects.get().target_name == "ops webhook"  # the audit stays
+    changes = list(TargetChange.objects.order_by("id"))
+    assert [(c.action, c.username) for c in changes] == [
+        ("add", "olga"), ("change", "olga"), ("delete", "olga")]
+    assert changes[0].changes["address"] == [None, "json://…"]
+    assert changes[1].changes == {"name": ["ops hook", "ops webhook"],
+                                  "events": [["batch_finished", "auto_paused"],
+                                             ["batch_finished"]]}
+    assert "xyzzy" not in str([c.changes for c in changes])
+    assert "ops webhook" in client.get("/notifications/").content.decode()
 
 
 @pytest.mark.django_db
