@@ -8,6 +8,8 @@
                                                         └─ HostUpkeep (heartbeat.py): the
                                                             heartbeat, renewing leases,
                                                             recovering expired ones
+    batch finished, auto-pause, crash loop ─▶ Notifier (notifications/sender.py): its own
+                                              thread claims each event once and sends it
     WorkerPool ── claim() ─▶ DbTaskSource (leases POs)     events ─▶ Recorder ─▶ DB + group
 
 This module holds the loop and the following of the plan: what this host's pool should
@@ -225,10 +227,16 @@ class HostSupervisor:
         pool, run = self.runner.pool, self.runner.run
         if pool is None or run is None or not self.crash_watch.due():
             return
-        restarts = sum(int(d.get("restarts") or 0)
-                       for d in pool.get_status()["worker_details"])
+        try:
+            restarts = sum(int(d.get("restarts") or 0)
+                           for d in pool.get_status()["worker_details"])
+        except Exception:  # a pool going away: the heartbeat says what matters
+            log.exception("could not count worker restarts")
+            return
         seen = self.crash_watch.observe(run.pk, restarts)
         if seen:
+            self.recorder.note("crash_loop", f"{self.name}: workers crash again and again "
+                               f"({seen})", "error")
             self.notifier.crash_loop(seen, run.batch_id, run.pk)
 
     def _has_work(self, plan: PoolPlan) -> bool:

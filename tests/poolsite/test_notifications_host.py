@@ -13,12 +13,13 @@ import pytest
 from django.contrib.auth.models import User
 
 from poolsite.batches.batch_import import batch_import_rows
-from poolsite.batches.models import Batch, Status
+from poolsite.batches.models import Batch, Run, Status
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 from poolsite.notifications.models import Event, Notification, NotificationTarget
+from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import request_control
-from poolsite.supervisor.host import HostSupervisor
+from poolsite.supervisor.host import HostOptions, HostSupervisor
 from poolsite.supervisor.models import PoolPlan
 from tests.conftest import user_in_role
 from tests.poolsite.notify_receivers import (
@@ -159,3 +160,43 @@ def test_an_auto_pause_for_a_sign_in_is_told_once_with_what_to_do(
     assert f"Batch no session (#{batch.pk}) so far:\n  Running: " in body
     assert receiver.titles() == [subject]
     assert Notification.objects.filter(event=Event.AUTO_PAUSED, ok=True).count() == 2
+
+
+class RestartingPool:
+    """Stands in for a WorkerPool whose two workers keep being restarted."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    def get_status(self) -> dict[str, Any]:
+        return {"worker_details": [{"id": 0, "restarts": self.restarts},
+                                   {"id": 1, "restarts": self.restarts}]}
+
+
+def test_a_crash_loop_is_told_once_per_run(site: DemoSite, receiver: Receiver,
+                                           settings: Any, tmp_path: Path) -> None:
+    settings.POOL_CRASH_LOOP_RESTARTS, settings.POOL_CRASH_LOOP_SECONDS = 4, 60
+    NotificationTarget.objects.create(name="hook", kind="apprise", address=receiver.url,
+                                      events=[Event.CRASH_LOOP])
+    batch = batch_import_rows(catalog.demo_batch(site.base_url, 1), name="crashing")
+    host = HostSupervisor(HostOptions(output_root=tmp_path), Broadcaster())
+    host.notifier.start()
+    pool = RestartingPool()
+    host.runner.pool = pool  # type: ignore[assignment]
+    host.runner.run = Run.objects.create(batch=batch, host=host.name, pool_size=2)
+    try:
+        for restarts in range(6):  # 0, 2, 4, … restarts in all
+            pool.restarts = restarts
+            host.crash_watch._next_check = 0.0
+            host._watch_crashes()
+        wait_until(lambda: receiver.posts, 10, "the crash-loop message")
+        time.sleep(0.3)
+        assert receiver.titles() == ["poolsite: workers crash again and again on batch "
+                                     "crashing"]
+        assert "4 worker restarts within 60 s" in receiver.posts[0]["message"]
+    finally:
+        host.runner.pool = None
+        host.notifier.close()
+        host.recorder.close()
+        host.source.close()
+        host.broadcaster.close()
