@@ -235,6 +235,12 @@ POOL_NOTIFY_TIMEOUT = float(os.getenv("POOL_NOTIFY_TIMEOUT", "10"))
 # A crash loop: this many worker restarts on one host within this many seconds.
 POOL_CRASH_LOOP_RESTARTS = envint("POOL_CRASH_LOOP_RESTARTS", "5")
 POOL_CRASH_LOOP_SECONDS = envint("POOL_CRASH_LOOP_SECONDS", "300")
+# The hour (0-23, UTC) a daily summary goes to the targets that want one; empty: none.
+POOL_DAILY_SUMMARY_HOUR = (envint("POOL_DAILY_SUMMARY_HOUR", "0")
+                           if os.getenv("POOL_DAILY_SUMMARY_HOUR", "").strip() else None)
+if POOL_DAILY_SUMMARY_HOUR is not None and not 0 <= POOL_DAILY_SUMMARY_HOUR <= 23:
+    raise ImproperlyConfigured(f"POOL_DAILY_SUMMARY_HOUR={POOL_DAILY_SUMMARY_HOUR}: "
+                               "expected an hour, 0-23")
 # E-mail notifications go through Django's e-mail backend (SMTP); Django's own names.
 EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")

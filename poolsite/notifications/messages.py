@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Max, Min
+from django.db.models import Count, Max, Min
 from django.urls import reverse
 from django.utils import timezone
 
-from poolsite.batches.models import Batch, Run, Status
-from poolsite.notifications.models import Event
+from poolsite.batches.models import PENDING_STATUSES, Batch, PurchaseOrder, Run, Status
+from poolsite.notifications.models import Event, NotificationEvent
 
 LOGIN_PAUSE = "LOGIN_REQUIRED"
 OUTAGE_PAUSE = "SITE_FAILING"
@@ -121,6 +122,39 @@ def crash_loop(reason: str, batch_id: int | None, host: str) -> Message:
     ])
     return Message(Event.CRASH_LOOP, f"poolsite: workers crash again and again{where}",
                    body, batch_id, batch.site_id if batch else None)
+
+
+def daily_summary(day: date) -> Message:
+    """The last 24 hours: POs finished by status, batches finished, pauses, crashes and
+    notifications that could not be sent."""
+    from poolsite.notifications.models import Notification
+    from poolsite.supervisor.models import PoolEvent
+
+    until = timezone.now()
+    since = until - timedelta(days=1)
+    finished = (PurchaseOrder.objects.filter(last_attempt_at__gte=since)
+                .exclude(status__in=PENDING_STATUSES).order_by()
+                .values_list("status").annotate(n=Count("id")))
+    lines = [f"  {Status(status).label}: {n}" for status, n in finished]
+    batches = NotificationEvent.objects.filter(event=Event.BATCH_FINISHED,
+                                               created_at__gte=since).count()
+    pauses = PoolEvent.objects.filter(kind="auto_paused", at__gte=since).count()
+    crashes = PoolEvent.objects.filter(kind="worker_crashed", at__gte=since).count()
+    failed_sends = Notification.objects.filter(state=Notification.State.FAILED,
+                                               created_at__gte=since).count()
+    body = "\n".join([
+        f"poolsite, the last 24 hours (to {until:%Y-%m-%d %H:%M UTC}):",
+        "",
+        f"POs finished: {sum(n for _, n in finished)}",
+        *lines,
+        f"Batches finished: {batches}",
+        f"Pauses by the pool itself: {pauses}",
+        f"Worker crashes: {crashes}",
+        f"Notifications that could not be sent: {failed_sends}",
+        "",
+        f"Dashboard: {public_url('/')}",
+    ])
+    return Message(Event.DAILY_SUMMARY, f"poolsite: daily summary {day:%Y-%m-%d}", body)
 
 
 def test_message(target_name: str, user: str) -> Message:

@@ -23,6 +23,7 @@ class Event(models.TextChoices):
     BATCH_FINISHED = "batch_finished", "batch finished"
     AUTO_PAUSED = "auto_paused", "pool paused itself"
     CRASH_LOOP = "crash_loop", "workers crash again and again"
+    DAILY_SUMMARY = "daily_summary", "daily summary"
 
 
 def mask_url(url: str) -> str:

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -198,6 +198,9 @@ class Notifier:
     def crash_loop(self, reason: str, batch_id: int | None, run_id: int | None) -> None:
         self._put(f"crash_loop:{self.host}:run{run_id}",
                   lambda: messages.crash_loop(reason, batch_id, self.host))
+
+    def daily_summary(self, day: date) -> None:
+        self._put(f"daily_summary:{day:%Y-%m-%d}", lambda: messages.daily_summary(day))
 
     def _put(self, key: str, compose: Callable[[], Message]) -> None:
         self._queue.put(("event", key, compose))

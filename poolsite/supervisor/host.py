@@ -33,6 +33,7 @@ from django.utils import timezone
 from pool_core import PoolStatus, WorkerPool
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
 from poolsite.notifications.crash_loop import CrashLoopWatch
+from poolsite.notifications.daily import DailySummaryClock
 from poolsite.notifications.sender import Notifier
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import settle_applied
@@ -71,6 +72,7 @@ class HostSupervisor:
         # Operators are told (batch finished, auto-pause, crash loop) by its own thread.
         self.notifier = Notifier(self.name)
         self.crash_watch = CrashLoopWatch()
+        self.daily = DailySummaryClock()
         self._applied_version = -1
 
     @property
@@ -115,6 +117,9 @@ class HostSupervisor:
         if not self.runner.stopping():
             self._follow(plan)
         self._watch_crashes()
+        day = self.daily.due()
+        if day is not None:
+            self.notifier.daily_summary(day)
         self.upkeep.beat(plan, self.runner.pool, self.runner.run)
         self.upkeep.housekeeping()
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from poolsite.batches.models import Site
 from poolsite.notifications import messages
 from poolsite.notifications.crash_loop import CrashLoopWatch
+from poolsite.notifications.daily import DailySummaryClock
 from poolsite.notifications.messages import Message
 from poolsite.notifications.models import (
     Event,
@@ -284,3 +285,33 @@ def test_sends_a_dead_host_left_pending_are_made_by_the_next_notifier(
     wait_until(lambda: receiver.titles() == ["done"], 10, "the stranded send")
     notifier.close()
     assert Notification.objects.get().host == "next:2"
+
+
+# -- the daily summary -----------------------------------------------------------------------
+def test_the_daily_summary_comes_due_once_a_day_from_its_hour(settings: Any) -> None:
+    now = timezone.now()
+    settings.POOL_DAILY_SUMMARY_HOUR = None
+    assert DailySummaryClock().due(now=0) is None  # off by default
+    settings.POOL_DAILY_SUMMARY_HOUR = now.hour
+    clock = DailySummaryClock()
+    assert clock.due(now=0) == now.date()
+    assert clock.due(now=1000) is None  # once a day on this host
+    if now.hour < 23:
+        settings.POOL_DAILY_SUMMARY_HOUR = now.hour + 1
+        assert DailySummaryClock().due(now=0) is None  # not yet
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_daily_summary_is_sent_once_to_the_targets_that_want_it(
+        receiver: Receiver) -> None:
+    target("summary", "apprise", receiver.url, [Event.DAILY_SUMMARY])
+    target("events only", "apprise", receiver.url, [Event.BATCH_FINISHED])
+    hosts = [Notifier("a:1"), Notifier("b:2")]
+    for host in hosts:
+        host.start()
+        host.daily_summary(timezone.now().date())
+    wait_until(lambda: receiver.posts, 10, "the summary")
+    for host in hosts:
+        host.close(5)
+    assert receiver.titles() == [f"poolsite: daily summary {timezone.now():%Y-%m-%d}"]
+    assert "POs finished: 0" in receiver.posts[0]["message"]
