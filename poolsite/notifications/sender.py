@@ -177,11 +177,16 @@ class Notifier:
         self._thread = threading.Thread(target=self._loop, name="notifier", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop after what is queued, waiting at most `timeout` (a send may be hanging)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop after what is queued, waiting at most `timeout` (POOL_NOTIFY_TIMEOUT).
+
+        A host that exits right after a batch finished (`--exit-when-idle`) gets its
+        message out unless a target hangs; what is still pending then is sent by the
+        next notifier that starts (STRANDED_AFTER).
+        """
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(timeout)
+            self._thread.join(settings.POOL_NOTIFY_TIMEOUT if timeout is None else timeout)
 
     def idle(self) -> bool:
         return self._queue.unfinished_tasks == 0
