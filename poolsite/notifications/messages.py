@@ -6,11 +6,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 
-from poolsite.batches.models import PENDING_STATUSES, Batch, PurchaseOrder, Run, Status
+from poolsite.batches.models import (
+    PENDING_STATUSES,
+    SUCCESS_STATUSES,
+    Batch,
+    PurchaseOrder,
+    Run,
+    Status,
+)
 from poolsite.notifications.models import Event, NotificationEvent
 
 LOGIN_PAUSE = "LOGIN_REQUIRED"
@@ -50,13 +57,11 @@ def batch_finished(batch_id: int) -> Message:
     batch = Batch.objects.select_related("site").get(pk=batch_id)
     counts, lines = _counts_lines(batch)
     total = sum(counts.values())
-    runs = Run.objects.filter(batch=batch).aggregate(first=Min("started_at"),
-                                                     last=Max("finished_at"))
-    started = runs["first"]
+    started = Run.objects.filter(batch=batch).aggregate(first=Min("started_at"))["first"]
     finished = timezone.now()
     took = duration_text((finished - started).total_seconds()) if started else "unknown"
-    done = counts.get(Status.COMPLETED, 0)
-    subject = (f"poolsite: batch {batch.name} finished: {done} of {total} PO(s) completed")
+    succeeded = sum(counts.get(status, 0) for status in SUCCESS_STATUSES)
+    subject = f"poolsite: batch {batch.name} finished: {succeeded} of {total} PO(s) succeeded"
     body = "\n".join([
         f"Batch {batch.name} (#{batch.pk}) finished: every PO has a final status.",
         "",

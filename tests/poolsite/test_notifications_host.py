@@ -120,8 +120,8 @@ def test_a_finished_batch_is_told_once_with_its_counts_and_dead_targets_slow_not
     assert second.pos.filter(first_attempt_at__lt=silent_sent.sent_at).exists()
     time.sleep(1.0)  # the host steps on: nothing is sent twice
     assert mailbox.subjects() == [
-        "poolsite: batch first finished: 3 of 4 PO(s) completed",
-        "poolsite: batch second finished: 4 of 4 PO(s) completed"]
+        "poolsite: batch first finished: 3 of 4 PO(s) succeeded",
+        "poolsite: batch second finished: 4 of 4 PO(s) succeeded"]
     body = mailbox.messages[0].get_content().replace("\r\n", "\n")
     assert "POs: 4\n  Completed: 3\n  PO not found: 1\n" in body
     assert "Duration: " in body
