@@ -138,6 +138,7 @@ def test_a_finished_batch_is_told_once_with_its_counts_and_dead_targets_slow_not
     assert all(row.error for row in failed)
 
 
+@pytest.mark.slow
 def test_an_auto_pause_for_a_sign_in_is_told_once_with_what_to_do(
         site: DemoSite, start_host: Callable[..., HostSupervisor], operator: User,
         mailbox: Mailbox, receiver: Receiver, settings: Any, tmp_path: Path) -> None:
