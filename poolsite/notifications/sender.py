@@ -11,8 +11,10 @@
                                           3. record sent/failed, the error, the seconds
 
 The host loop only puts a tuple on a queue. A dead target (refused, or a receiver that
-never answers) costs the notifier thread the timeout and nothing else. Rows another
-host claimed but never sent (it died) are sent by the next notifier that starts.
+never answers) costs the notifier thread the timeout and nothing else. Rows a host
+claimed but never began to send (it died) are sent by any notifier, when it starts and
+after each quiet minute; a send cut off halfway by a dying host is not made again (at
+most once per target).
 """
 
 from __future__ import annotations
@@ -181,8 +183,8 @@ class Notifier:
         """Stop after what is queued, waiting at most `timeout` (POOL_NOTIFY_TIMEOUT).
 
         A host that exits right after a batch finished (`--exit-when-idle`) gets its
-        message out unless a target hangs; what is still pending then is sent by the
-        next notifier that starts (STRANDED_AFTER).
+        message out unless a target hangs; what is still pending then is sent by
+        another host's notifier (STRANDED_AFTER).
         """
         if self._thread is not None:
             self._queue.put(None)
@@ -214,7 +216,11 @@ class Notifier:
     def _loop(self) -> None:
         self._guarded(self._send_stranded)
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=STRANDED_AFTER.total_seconds())
+            except queue.Empty:  # a quiet minute: look for sends a dead host left
+                self._guarded(self._send_stranded)
+                continue
             try:
                 if item is None:
                     return
