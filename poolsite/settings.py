@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "poolsite.demo_erp",
     "poolsite.sessions",
     "poolsite.api",
+    "poolsite.notifications",
 ]
 
 MIDDLEWARE = [
@@ -234,10 +235,36 @@ POOL_API_RATE_PER_MINUTE = envint("POOL_API_RATE_PER_MINUTE", "120")
 POOL_API_BAD_TOKEN_LIMIT = envint("POOL_API_BAD_TOKEN_LIMIT", "10")
 POOL_API_BAD_TOKEN_COOLOFF_MINUTES = envint("POOL_API_BAD_TOKEN_COOLOFF_MINUTES", "15")
 
+# Notifications (poolsite.notifications): the address links in messages start with (the
+# address operators open poolsite at), and how long one send to one target may take.
+POOL_PUBLIC_URL = os.getenv("POOL_PUBLIC_URL", "http://127.0.0.1:8000")
+POOL_NOTIFY_TIMEOUT = float(os.getenv("POOL_NOTIFY_TIMEOUT", "10"))
+# A crash loop: this many worker restarts on one host within this many seconds.
+POOL_CRASH_LOOP_RESTARTS = envint("POOL_CRASH_LOOP_RESTARTS", "5")
+POOL_CRASH_LOOP_SECONDS = envint("POOL_CRASH_LOOP_SECONDS", "300")
+# The hour (0-23, UTC) a daily summary goes to the targets that want one; empty: none.
+POOL_DAILY_SUMMARY_HOUR = (envint("POOL_DAILY_SUMMARY_HOUR", "0")
+                           if os.getenv("POOL_DAILY_SUMMARY_HOUR", "").strip() else None)
+if POOL_DAILY_SUMMARY_HOUR is not None and not 0 <= POOL_DAILY_SUMMARY_HOUR <= 23:
+    raise ImproperlyConfigured(f"POOL_DAILY_SUMMARY_HOUR={POOL_DAILY_SUMMARY_HOUR}: "
+                               "expected an hour, 0-23")
+# E-mail notifications go through Django's e-mail backend (SMTP); Django's own names.
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.getenv("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "0")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "poolsite@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("POOL_LOG_LEVEL", "INFO")},
+    # Apprise's debug lines carry the URLs of notification targets (their tokens).
+    "loggers": {"apprise": {"level": "WARNING"}},
 }

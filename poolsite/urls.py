@@ -17,4 +17,5 @@ urlpatterns = [
     path("", include("poolsite.batches.urls")),
     path("", include("poolsite.sessions.urls")),
     path("", include("poolsite.api.urls")),
+    path("", include("poolsite.notifications.urls")),
 ]

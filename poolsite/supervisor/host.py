@@ -8,6 +8,8 @@
                                                         └─ HostUpkeep (heartbeat.py): the
                                                             heartbeat, renewing leases,
                                                             recovering expired ones
+    batch finished, auto-pause, crash loop ─▶ Notifier (notifications/sender.py): its own
+                                              thread claims each event once and sends it
     WorkerPool ── claim() ─▶ DbTaskSource (leases POs)     events ─▶ Recorder ─▶ DB + group
 
 This module holds the loop and the following of the plan: what this host's pool should
@@ -30,6 +32,9 @@ from django.utils import timezone
 
 from pool_core import PoolStatus, WorkerPool
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
+from poolsite.notifications.crash_loop import CrashLoopWatch
+from poolsite.notifications.daily import DailySummaryClock
+from poolsite.notifications.sender import Notifier
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.controls import settle_applied
 from poolsite.supervisor.heartbeat import HostUpkeep
@@ -64,6 +69,10 @@ class HostSupervisor:
         self.upkeep = HostUpkeep(name=self.name, options=options, recorder=self.recorder,
                                  broadcaster=broadcaster, source=self.source)
         self.outage = OutageProbe(options.site_probe_seconds)
+        # Operators are told (batch finished, auto-pause, crash loop) by its own thread.
+        self.notifier = Notifier(self.name)
+        self.crash_watch = CrashLoopWatch()
+        self.daily = DailySummaryClock()
         self._applied_version = -1
 
     @property
@@ -107,6 +116,10 @@ class HostSupervisor:
         plan = PoolPlan.current()
         if not self.runner.stopping():
             self._follow(plan)
+        self._watch_crashes()
+        day = self.daily.due()
+        if day is not None:
+            self.notifier.daily_summary(day)
         self.upkeep.beat(plan, self.runner.pool, self.runner.run)
         self.upkeep.housekeeping()
 
@@ -115,8 +128,12 @@ class HostSupervisor:
         runner, pool = self.runner, self.runner.pool
         status = pool.status if pool is not None else PoolStatus.IDLE
         if pool is not None and status is PoolStatus.ERROR:
+            run = runner.run
             reason = runner.recover_from_error(pool)
-            self._plan_pause(PoolPlan.current(), f"pool error on {self.name}: {reason}")
+            current, crash_loop = PoolPlan.current(), CrashLoopWatch.is_crash_loop(reason)
+            if self._plan_pause(current, f"pool error on {self.name}: {reason}",
+                                notify=not crash_loop) and crash_loop:
+                self.notifier.crash_loop(reason, current.batch_id, run.pk if run else None)
             return
         if plan.state == PoolPlan.State.RUNNING and plan.batch_id:
             self._follow_running(plan, pool, status)
@@ -157,7 +174,8 @@ class HostSupervisor:
                 self._propagate_auto_pause(plan, pool)
         elif status is PoolStatus.RUNNING and self._batch_finished(plan, pool):
             runner.stop_async(immediate=False, why="batch finished")
-            self._plan_to_idle(plan, f"batch {plan.batch} finished")
+            if self._plan_to_idle(plan, f"batch {plan.batch} finished"):
+                self.notifier.batch_finished(run.batch_id, plan.version)
 
     def _follow_size(self, pool: WorkerPool, size: int) -> None:
         if pool.get_status()["pool_size"] != size:
@@ -191,18 +209,40 @@ class HostSupervisor:
         self.wake.set()
 
     # -- the plan ---------------------------------------------------------------------------
-    def _plan_pause(self, plan: PoolPlan, reason: str) -> bool:
-        """Pause the plan for every host (once per plan version); True if we did."""
+    def _plan_pause(self, plan: PoolPlan, reason: str, *, notify: bool = True) -> bool:
+        """Pause the plan for every host (once per plan version); True if we did.
+
+        The pool paused itself, or could not go on: operators are told (`notify`).
+        """
         paused = PoolPlan.transition(from_version=plan.version,
                                      from_states=(PoolPlan.State.RUNNING,),
                                      state=PoolPlan.State.PAUSED, reason=reason)
         if paused is not None:
             self._applied_version = paused.version
+            if notify:
+                self.notifier.auto_paused(paused.reason, paused.batch_id, paused.version)
         return paused is not None
 
-    def _plan_to_idle(self, plan: PoolPlan, reason: str) -> None:
-        PoolPlan.transition(from_version=plan.version, state=PoolPlan.State.IDLE,
-                            reason=reason)
+    def _plan_to_idle(self, plan: PoolPlan, reason: str) -> bool:
+        return PoolPlan.transition(from_version=plan.version, state=PoolPlan.State.IDLE,
+                                   reason=reason) is not None
+
+    def _watch_crashes(self) -> None:
+        """Tell operators once per run when its workers keep crashing and restarting."""
+        pool, run = self.runner.pool, self.runner.run
+        if pool is None or run is None or not self.crash_watch.due():
+            return
+        try:
+            restarts = sum(int(d.get("restarts") or 0)
+                           for d in pool.get_status()["worker_details"])
+        except Exception:  # a pool going away: the heartbeat says what matters
+            log.exception("could not count worker restarts")
+            return
+        seen = self.crash_watch.observe(run.pk, restarts)
+        if seen:
+            self.recorder.note("crash_loop", f"{self.name}: workers crash again and again "
+                               f"({seen})", "error")
+            self.notifier.crash_loop(seen, run.batch_id, run.pk)
 
     def _has_work(self, plan: PoolPlan) -> bool:
         return plan.batch_id is not None and PurchaseOrder.objects.filter(
@@ -223,6 +263,7 @@ class HostSupervisor:
 
     # -- life of the host ---------------------------------------------------------------------
     def _sign_on(self) -> None:
+        self.notifier.start()
         self.upkeep.sweep_dead_local_hosts()
         PoolHost.objects.update_or_create(name=self.name, defaults=dict(
             hostname=socket.gethostname(), pid=os.getpid(), state="IDLE",
@@ -242,3 +283,4 @@ class HostSupervisor:
         self.recorder.close()
         PoolHost.objects.filter(name=self.name).update(
             state="IDLE", workers=[], stopped_at=timezone.now())
+        self.notifier.close()

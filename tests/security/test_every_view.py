@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from poolsite.api.models import ApiToken
 from poolsite.batches.models import Attempt, Document
+from poolsite.notifications.models import NotificationTarget
 from tests.poolsite.base import BaseTestCase
 
 # Reachable without signing in, and read-only.
@@ -71,6 +72,8 @@ class EveryViewTestCase(BaseTestCase):
         self.queued = self.batch.pos.filter(status="QUEUED").first()
         self.site = self.make_site()
         self.token, _ = ApiToken.issue(self.alice, "every view")
+        self.target = NotificationTarget.objects.create(
+            name="ops", kind="email", address="ops@example.org", events=["batch_finished"])
         self.urls = [(name, self._url(name, pattern))
                      for name, pattern in every_named_url(get_resolver().url_patterns)]
 
@@ -79,7 +82,8 @@ class EveryViewTestCase(BaseTestCase):
         values = {"batch_id": self.batch.pk, "po_id": self.failed.pk, "fmt": "csv",
                   "document_id": Document.objects.first().pk,  # type: ignore[union-attr]
                   "attempt_id": Attempt.objects.filter(po=self.failed).first().pk,  # type: ignore[union-attr]
-                  "site": "demo", "site_id": self.site.pk, "token_id": self.token.pk}
+                  "site": "demo", "site_id": self.site.pk, "token_id": self.token.pk,
+                  "target_id": self.target.pk}
         kwargs = {key: values[key] for key in values if f"<{key}>" in pattern
                   or f":{key}>" in pattern}
         return reverse(name, kwargs=kwargs)
