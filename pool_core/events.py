@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pool_core.messages import FileRecord, POStatus, SourceReport
+from pool_core.reasons import Pause
 from pool_core.state import PoolStatus
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ class WorkerStopped:
     worker_id: int
     pid: int
     exitcode: int | None
-    reason: str  # "stopped", "retired", "crashed", "TIMEOUT", "MEMORY_LIMIT", ...
+    reason: str  # "stopped", "recycle", "scale_down", "crashed (exit code -9)", a Reason...
+    crashed: bool = False  # ended abnormally: died, or killed over its PO (a timeout...)
     kind: EventKind = EventKind.WORKER_STOPPED
     at: float = field(default_factory=time.time)
 
@@ -145,6 +147,7 @@ class StateChanged:
     old: PoolStatus
     new: PoolStatus
     reason: str
+    pause: Pause | None = None  # new is PAUSED: why (reason is its text)
     kind: EventKind = EventKind.STATE_CHANGED
     at: float = field(default_factory=time.time)
 

@@ -11,6 +11,7 @@ from typing import Any
 from pool_core.errors import TaskTimeoutError
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.profiles import WorkerRoot
+from pool_core.reasons import Reason
 
 
 @dataclass(eq=False)
@@ -51,19 +52,21 @@ def lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:
     task = handle.task
     assert task is not None
     reason = handle.kill_reason
-    if reason == "TIMEOUT":
+    if reason == Reason.TASK_TIMEOUT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.TIMEOUT,
-                          reason="TIMEOUT", message=f"{TaskTimeoutError.__name__}: the PO ran "
-                          "past max_task_timeout; its worker's process tree was killed")
-    if reason == "STOP_TIMEOUT":
+                          reason=Reason.TASK_TIMEOUT,
+                          message=f"{TaskTimeoutError.__name__}: the PO ran past "
+                          "max_task_timeout; its worker's process tree was killed")
+    if reason == Reason.STOP_TIMEOUT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.CANCELLED,
-                          reason="STOP_TIMEOUT", message="the pool stopped while this PO ran")
-    if reason == "MEMORY_LIMIT":
+                          reason=Reason.STOP_TIMEOUT,
+                          message="the pool stopped while this PO ran")
+    if reason == Reason.MEMORY_LIMIT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                          reason="MEMORY_LIMIT", retryable=True,
+                          reason=Reason.MEMORY_LIMIT, retryable=True,
                           message=f"the worker used {handle.memory_mb:.0f} MB; killed")
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                      reason="WORKER_CRASHED", retryable=True,
+                      reason=Reason.WORKER_CRASHED, retryable=True,
                       message=f"the worker died (exit code {exitcode}) during this PO")
 
 

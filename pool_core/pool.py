@@ -31,6 +31,7 @@ from pool_core.config import (
 from pool_core.errors import ProfileCreationError, WorkerStartupError
 from pool_core.events import EventBus, PoolEvent, PORecord, StateChanged
 from pool_core.profiles import ProfileManager, WorkerRoot
+from pool_core.reasons import Pause, PauseReason
 from pool_core.records import RunBook
 from pool_core.sites import SitePreset
 from pool_core.state import PoolStateMachine, PoolStatus
@@ -225,10 +226,11 @@ class WorkerPool:
     def status(self) -> PoolStatus:
         return self._states.state
 
-    def _set_state(self, new: PoolStatus, reason: str = "") -> None:
+    def _set_state(self, new: PoolStatus, reason: str = "",
+                   pause: Pause | None = None) -> None:
         with self._cond:
             old = self._states.transition(new, reason)
-            self._bus.emit(StateChanged(old, new, reason))
+            self._bus.emit(StateChanged(old, new, reason, pause))
             self._cond.notify_all()
 
     # -- start ---------------------------------------------------------------------------
@@ -405,9 +407,10 @@ class WorkerPool:
     def pause_processing(self) -> bool:
         """Let workers finish their current PO and hand out no new ones."""
         with self._cond:
-            self._set_state(PoolStatus.PAUSED, "paused by request")
+            pause = Pause(PauseReason.REQUESTED)
+            self._set_state(PoolStatus.PAUSED, str(pause), pause)
             if self._supervisor is not None:
-                self._supervisor.pause_reason = "paused by request"
+                self._supervisor.pause = pause
         return True
 
     def resume_processing(self) -> bool:
@@ -417,7 +420,7 @@ class WorkerPool:
                 raise RuntimeError(f"cannot resume: the pool is {self.status}, not PAUSED")
             supervisor = self._supervisor
             if supervisor is not None:
-                supervisor.pause_reason = ""
+                supervisor.pause = None
                 supervisor.site_failures = 0
             self._set_state(PoolStatus.RUNNING, "resumed")
             self._book.dispatch_open_at = time.monotonic()
@@ -465,11 +468,13 @@ class WorkerPool:
             running = supervisor is not None and not supervisor.finished.is_set()
             book = self._book
             source = self._source
+            pause = supervisor.pause if running and supervisor and (
+                self.status is PoolStatus.PAUSED) else None
             return {
                 "pool_status": self.status,
                 "state_reason": self._states.reason,
-                "pause_reason": supervisor.pause_reason if running and supervisor and (
-                    self.status is PoolStatus.PAUSED) else "",
+                "pause_reason": str(pause) if pause else "",
+                "pause": pause,
                 "pool_size": self._pool_size,
                 "active_workers": supervisor.ready_workers() if running and supervisor else 0,
                 "tasks_pending": source.pending() if source is not None and running else 0,

@@ -9,10 +9,11 @@
                 left site    rest (comment links)        meanwhile)
 
 PO-level problems never raise: they come back as a status, a short machine reason
-(HTTP_500, NETWORK_ERROR, LOGIN_REQUIRED, BLOCKED_URL, LAYOUT_UNKNOWN, DOWNLOAD_TIMEOUT,
-...) and a human message; `retryable` and `retry_after` ask the engine to requeue the
-PO. Only a browser that died under the job raises, so the engine can tell a crash from
-a PO. Every failed attempt leaves a screenshot and the page's HTML in `job.evidence_dir`.
+(a pool_core.reasons code: HTTP_500, NETWORK_ERROR, NAV_TIMEOUT, LOGIN_REQUIRED,
+BLOCKED_URL, LAYOUT_UNKNOWN, DOWNLOAD_TIMEOUT, ...) and a human message; `retryable`
+and `retry_after` ask the engine to requeue the PO. Only a browser that died under the
+job raises, so the engine can tell a crash from a PO. Every failed attempt leaves a
+screenshot and the page's HTML in `job.evidence_dir`.
 
 A negative answer needs evidence: NO_ATTACHMENTS only when every attachment source the
 preset names for the page was seen and was empty (the result lists each one); a source
@@ -78,6 +79,7 @@ from pool_core.po_page import (
     read_supplier,
     read_verdict,
 )
+from pool_core.reasons import Reason, http_reason, requisition_reason
 from pool_core.sites import SitePreset, load_preset
 from pool_core.url_guard import RequestGuard
 from pool_core.verify import verify_file
@@ -90,7 +92,7 @@ REJECTED_FILE_MAX_BYTES = 5 * 1024 * 1024  # a bad download is kept as evidence 
 DEFAULT_RETRY_AFTER_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
 # HTML_PAGE too: a session that expired mid-PO serves its sign-in page instead.
-TRANSIENT_DOWNLOAD_FAILURES = ("DOWNLOAD_TIMEOUT", "DOWNLOAD_FAILED", "HTML_PAGE")
+TRANSIENT_DOWNLOAD_FAILURES = (Reason.DOWNLOAD_TIMEOUT, Reason.DOWNLOAD_FAILED, Reason.HTML_PAGE)
 LAYOUT_RETRIES = 1  # a page not of the known shape is tried once more, then failed
 BLOCKED_REQUESTS_KEPT = 50  # sub-request URLs listed on the attempt (all are counted)
 PUBLISHED = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS)
@@ -173,9 +175,9 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
     try:
         url = site.po_url(task.po_number, task.url)
     except UnsafeURLError as exc:  # a scheme or host the allow-list refuses
-        return _result(attempt, Outcome(POStatus.FAILED, "BLOCKED_URL", str(exc)), ())
+        return _result(attempt, Outcome(POStatus.FAILED, Reason.BLOCKED_URL, str(exc)), ())
     except ValueError as exc:  # no url, and the site has no base_url to build one
-        return _result(attempt, Outcome(POStatus.FAILED, "BAD_URL", str(exc)), ())
+        return _result(attempt, Outcome(POStatus.FAILED, Reason.BAD_URL, str(exc)), ())
     guarded = False  # evidence only from a page this attempt has set up
     try:
         with attempt.step("setup"):
@@ -187,14 +189,14 @@ def process_po(page: Page, task: Task, job: JobEnv) -> TaskResult:
     except _Stop as stop:
         outcome = stop.outcome
     except UnsafePathError as exc:
-        outcome = Outcome(POStatus.FAILED, "UNSAFE_PATH", str(exc))
+        outcome = Outcome(POStatus.FAILED, Reason.UNSAFE_PATH, str(exc))
     except PlaywrightError as exc:
         if says_target_closed(exc):
             raise  # the engine records BROWSER_CRASH and retries elsewhere
-        outcome = Outcome(POStatus.FAILED, "BROWSER_ERROR", _first_line(exc), retryable=True)
+        outcome = Outcome(POStatus.FAILED, Reason.BROWSER_ERROR, _first_line(exc), retryable=True)
     except OSError as exc:
         log.exception("writing the documents of %s failed", task.po_number)
-        outcome = Outcome(POStatus.FAILED, "OUTPUT_ERROR", f"cannot write the output: {exc}")
+        outcome = Outcome(POStatus.FAILED, Reason.OUTPUT_ERROR, f"cannot write the output: {exc}")
     try:
         if guarded and _wants_evidence(outcome):
             with attempt.step("evidence"):
@@ -256,7 +258,7 @@ def _fetch_sources(attempt: _Attempt, page: Page, kind: str, batch: Batch) -> li
     with attempt.step("attachments"):
         links = _read_sources(attempt, page, kind)
     if page.url != here:  # a click navigated instead of downloading
-        raise _Stop(Outcome(POStatus.FAILED, "CLICK_NAVIGATED",
+        raise _Stop(Outcome(POStatus.FAILED, Reason.CLICK_NAVIGATED,
                             f"clicking a file took the {kind} page to {page.url[:200]}",
                             retryable=True))
     started = {_link_key(link) for link in early}
@@ -315,7 +317,7 @@ def _read_sources(attempt: _Attempt, page: Page, kind: str) -> list[AttachmentLi
         _stop_if_left_site(attempt, page)
         _stop_if_sent_to_sign_in(attempt)
         retry = attempt.task.attempt <= LAYOUT_RETRIES
-        raise _Stop(Outcome(POStatus.FAILED, "LAYOUT_UNKNOWN",
+        raise _Stop(Outcome(POStatus.FAILED, Reason.LAYOUT_UNKNOWN,
                             f"the {kind} page is not the shape the site preset describes: "
                             + "; ".join(problems), retryable=retry))
     return [link for reading in readings for link in reading.links]
@@ -333,7 +335,7 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
         try:
             return page.goto(url, wait_until="load", timeout=attempt.nav_ms)
         except PlaywrightTimeoutError:
-            raise _Stop(Outcome(POStatus.TIMEOUT, "TIMEOUT",
+            raise _Stop(Outcome(POStatus.TIMEOUT, Reason.NAV_TIMEOUT,
                                 f"{what} did not load within {attempt.job.nav_timeout_s:g} s",
                                 retryable=True)) from None
         except PlaywrightError as exc:
@@ -341,14 +343,14 @@ def _open(attempt: _Attempt, page: Page, url: str, what: str) -> Response | None
             if says_target_closed(exc):
                 raise
             if "ERR_BLOCKED_BY_CLIENT" in str(exc):
-                raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                raise _Stop(Outcome(POStatus.FAILED, Reason.BLOCKED_URL,
                                     f"{what}: the browser refused {url}")) from None
             failure = _egress_failure(attempt, url)
             if failure is not None and failure.refused:
-                raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+                raise _Stop(Outcome(POStatus.FAILED, Reason.BLOCKED_URL,
                                     f"{what}: refused {url}: {failure.reason}")) from None
             detail = failure.reason if failure is not None else _first_line(exc)
-            raise _Stop(Outcome(POStatus.FAILED, "NETWORK_ERROR",
+            raise _Stop(Outcome(POStatus.FAILED, Reason.NETWORK_ERROR,
                                 f"{what} ({url}): {detail}", retryable=True)) from None
 
 
@@ -371,31 +373,31 @@ def _classify(attempt: _Attempt, page: Page, response: Response | None, what: st
         status = response.status if response is not None else 0
         if status == 429:
             delay = _retry_after(response)
-            raise _Stop(Outcome(POStatus.FAILED, "RATE_LIMITED",
+            raise _Stop(Outcome(POStatus.FAILED, Reason.RATE_LIMITED,
                                 f"{what}: the site asked to wait {delay:g} s (HTTP 429)",
                                 retryable=True, retry_after=delay))
         verdict = read_verdict(page, attempt.site)
         if verdict.login:
-            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                                 f"{what} shows the sign-in page ({page.url[:200]}): "
                                 "the worker's session is not signed in"))
         if verdict.error_status in ("PO_NOT_FOUND", "ACCESS_DENIED"):
             raise _Stop(_error_page(POStatus(verdict.error_status), what, status))
         if status >= 500:
-            raise _Stop(Outcome(POStatus.FAILED, f"HTTP_{status}",
+            raise _Stop(Outcome(POStatus.FAILED, http_reason(status),
                                 f"{what}: the site answered HTTP {status}", retryable=True))
         if status in (404, 410):
             raise _Stop(_error_page(POStatus.PO_NOT_FOUND, what, status))
         if status in (401, 403):
             raise _Stop(_error_page(POStatus.ACCESS_DENIED, what, status))
         if status >= 400:
-            raise _Stop(Outcome(POStatus.FAILED, f"HTTP_{status}",
+            raise _Stop(Outcome(POStatus.FAILED, http_reason(status),
                                 f"{what}: the site answered HTTP {status}"))
 
 
 def _error_page(status: POStatus, what: str, http_status: int) -> Outcome:
     text = "does not exist" if status == POStatus.PO_NOT_FOUND else "may not be viewed"
-    return Outcome(status, status.value, f"{what} {text} (HTTP {http_status or '?'})")
+    return Outcome(status, Reason(status.value), f"{what} {text} (HTTP {http_status or '?'})")
 
 
 def _print(attempt: _Attempt, page: Page) -> bytes | None:
@@ -420,7 +422,7 @@ def _open_requisition(attempt: _Attempt, page: Page, url: str) -> None:
             raise
         # The PO itself was fine: it has no documents we can reach.
         raise _Stop(replace(stop.outcome, status=POStatus.NO_ATTACHMENTS,
-                            reason=f"REQUISITION_{stop.outcome.reason}")) from None
+                            reason=requisition_reason(stop.outcome.reason))) from None
 
 
 def _save(attempt: _Attempt, transfers: list[Transfer], verified: list[Transfer],
@@ -459,7 +461,7 @@ def _verified(attempt: _Attempt, transfer: Transfer) -> bool:
     if transfer.failure or transfer.path is None:
         return False
     verdict = verify_file(transfer.path, transfer.path.name)
-    if verdict.ok or verdict.reason == "TYPE_MISMATCH":
+    if verdict.ok or verdict.reason == Reason.TYPE_MISMATCH:
         # A delivered document is never thrown away: a file whose bytes and name
         # disagree is kept and flagged. Only an HTML page posing as a file is refused.
         transfer.sha256 = verdict.sha256
@@ -535,10 +537,10 @@ def _stop_if_left_site(attempt: _Attempt, page: Page) -> None:
         return
     url, why = attempt.guard.left_site[0]
     if _signed_out(attempt, page, url):
-        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                             f"the site sent the browser to {url[:200]} (a sign-in page off "
                             "the allow-list): the worker's session is not signed in"))
-    raise _Stop(Outcome(POStatus.FAILED, "BLOCKED_URL",
+    raise _Stop(Outcome(POStatus.FAILED, Reason.BLOCKED_URL,
                         f"the page tried to go to {url[:200]} ({why}); blocked"))
 
 
@@ -567,8 +569,9 @@ def _name_blocked_frames(attempt: _Attempt, transfers: list[Transfer]) -> None:
         return
     url, why = attempt.guard.blocked_frames[0]
     for transfer in transfers:
-        if transfer.failure == "DOWNLOAD_FAILED" and transfer.final_url.startswith("chrome-error:"):
-            transfer.failure, transfer.detail = "BLOCKED_URL", f"{url[:200]}: {why}"
+        if (transfer.failure == Reason.DOWNLOAD_FAILED
+                and transfer.final_url.startswith("chrome-error:")):
+            transfer.failure, transfer.detail = Reason.BLOCKED_URL, f"{url[:200]}: {why}"
 
 
 def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
@@ -576,7 +579,7 @@ def _stop_if_signed_out(attempt: _Attempt, transfers: list[Transfer]) -> None:
     for transfer in transfers:
         url = transfer.final_url
         if url and _is_sign_in(attempt.site, url):
-            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+            raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                                 f"an attachment led to the sign-in page ({url[:200]}): "
                                 "the session expired during the PO"))
     if any(t.failure for t in transfers):
@@ -595,7 +598,7 @@ def _stop_if_sent_to_sign_in(attempt: _Attempt) -> None:
     """A request of the page was redirected to a sign-in URL (and refused there)."""
     url = _refused_sign_in(attempt)
     if url:
-        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+        raise _Stop(Outcome(POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                             f"a request of the page was sent to the sign-in page "
                             f"({url[:200]}): the session expired during the PO"))
 

@@ -15,6 +15,7 @@ from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
+from pool_core.reasons import Reason
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -31,10 +32,10 @@ def save_page_pdf(page: Page, task: Task, job: JobEnv) -> TaskResult:
     try:
         response = page.goto(task.url, wait_until="load", timeout=job.nav_timeout_s * 1000)
     except PlaywrightError as exc:
-        return _result(task, POStatus.FAILED, "NETWORK", str(exc)[:300], retryable=True)
+        return _result(task, POStatus.FAILED, Reason.NETWORK, str(exc)[:300], retryable=True)
     status = response.status if response is not None else 0
     if job.site and any(fnmatch.fnmatchcase(page.url, p) for p in job.site.login_url_patterns):
-        return _result(task, POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+        return _result(task, POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                        f"redirected to the sign-in page {page.url}")
     if status == 429:
         retry_after = response.headers.get("retry-after", "1") if response else "1"

@@ -43,11 +43,11 @@ from pool_core.handles import WorkerHandle, lost_task_result, receive_all
 from pool_core.messages import POStatus, Task, TaskResult
 from pool_core.process_tree import kill_tree, trees_pss_mb
 from pool_core.profiles import ProfileManager, WorkerRoot
+from pool_core.reasons import Pause, PauseReason, Reason, is_site_failure
 from pool_core.records import RunBook, Track
 from pool_core.state import PoolStateMachine, PoolStatus
 from pool_core.task_source import TaskSource
 from pool_core.worker import (
-    BROWSER_LOST_BEFORE_START,
     EXIT_BROWSER_DIED,
     Phase,
     Ready,
@@ -60,7 +60,6 @@ from pool_core.worker import (
 )
 
 log = logging.getLogger(__name__)
-SITE_FAILURE_PREFIXES = ("HTTP_5", "NETWORK")
 MAX_START_FAILURES = 5
 
 
@@ -77,8 +76,8 @@ class Supervisor(threading.Thread):
     """Runs one start..stop cycle of the pool; see the module docstring."""
 
     def __init__(self, *, cond: threading.Condition, states: PoolStateMachine,
-                 set_state: Callable[[PoolStatus, str], None], book: RunBook, bus: EventBus,
-                 options: PoolOptions, spec: WorkerSpec, profiles: ProfileManager,
+                 set_state: Callable[[PoolStatus, str, Pause | None], None], book: RunBook,
+                 bus: EventBus, options: PoolOptions, spec: WorkerSpec, profiles: ProfileManager,
                  source: TaskSource, initial_roots: list[WorkerRoot]) -> None:
         super().__init__(name="pool-supervisor", daemon=True)
         self.cond = cond
@@ -102,7 +101,7 @@ class Supervisor(threading.Thread):
         self.fatal = ""
         self.startup_failure = ""
         self.startup_failure_is_profile = False
-        self.pause_reason = ""
+        self.pause: Pause | None = None  # why the pool is PAUSED
         self.site_failures = 0
         self.start_failures = 0
         self.next_spawn_at = 0.0
@@ -286,12 +285,13 @@ class Supervisor(threading.Thread):
         self._count_site_failure(result)
         if result.status is POStatus.LOGIN_REQUIRED and not self.stop_requested:
             self._requeue(track, failed, 0.0)
-            self._auto_pause(f"LOGIN_REQUIRED: {result.message or 'the session expired'}")
+            self._auto_pause(Pause(PauseReason.LOGIN_REQUIRED,
+                                   result.message or "the session expired"))
             return
         if self.stop_requested and (result.retryable or result.status is POStatus.LOGIN_REQUIRED):
-            result = replace(result, status=POStatus.CANCELLED, reason="STOPPED",
+            result = replace(result, status=POStatus.CANCELLED, reason=Reason.STOPPED,
                              message=f"stopped before a retry ({result.reason})")
-        elif result.reason == BROWSER_LOST_BEFORE_START and track.free_requeues < 2:
+        elif result.reason == Reason.BROWSER_LOST_BEFORE_START and track.free_requeues < 2:
             track.free_requeues += 1  # not the PO's fault; bounded all the same
             self._requeue(track, failed, 0.0)
             return
@@ -322,19 +322,20 @@ class Supervisor(threading.Thread):
         self.bus.emit(POFinished(record))
 
     def _count_site_failure(self, result: TaskResult) -> None:
-        if result.reason.startswith(SITE_FAILURE_PREFIXES):
+        if is_site_failure(result.reason):
             self.site_failures += 1
             limit = self.options.pause_after_site_failures
             if limit and self.site_failures >= limit:
-                self._auto_pause(f"SITE_FAILING: {self.site_failures} consecutive site-level "
-                                 f"failures, last {result.reason}: {result.message}"[:500])
+                self._auto_pause(Pause(PauseReason.SITE_FAILING, (
+                    f"{self.site_failures} consecutive site-level failures, last "
+                    f"{result.reason}: {result.message}")[:486]))
         elif result.status is not POStatus.LOGIN_REQUIRED:
             self.site_failures = 0
 
-    def _auto_pause(self, reason: str) -> None:
+    def _auto_pause(self, pause: Pause) -> None:
         if self.states.state is PoolStatus.RUNNING and not self.stop_requested:
-            self.pause_reason = reason
-            self.set_state(PoolStatus.PAUSED, reason)
+            self.pause = pause
+            self.set_state(PoolStatus.PAUSED, str(pause), pause)
 
     # -- dead workers --------------------------------------------------------------------
     def _collect_dead(self) -> list[WorkerHandle]:
@@ -354,13 +355,14 @@ class Supervisor(threading.Thread):
                          time.monotonic() - handle.task_sent, handle.slot)
         if handle.state == "starting":
             self._on_startup_failure(handle, exitcode)
-        reason = _exit_reason(handle, exitcode)
+        reason, crashed = _exit_reason(handle, exitcode)
         if self.stop_requested and (handle.kill_reason or exitcode != 0):
             self.stop_clean = False  # killed on the way out, by us or by someone else
         if handle.leaving not in ("scale_down", "stop") and not self.stop_requested:
             self.replace_slots.append(handle.slot)
             self.slot_restarts[handle.slot] = self.slot_restarts.get(handle.slot, 0) + 1
-        self.bus.emit(WorkerStopped(handle.slot, handle.pid or 0, exitcode, reason))
+        self.bus.emit(WorkerStopped(handle.slot, handle.pid or 0, exitcode, reason,
+                                   crashed=crashed))
 
     def _on_startup_failure(self, handle: WorkerHandle, exitcode: int | None) -> None:
         message = handle.startup_error or (
@@ -390,7 +392,7 @@ class Supervisor(threading.Thread):
             if w.kill_reason:
                 continue
             if w.state == "busy" and now - w.task_sent >= self.options.max_task_timeout_s:
-                self._kill(w, "TIMEOUT")
+                self._kill(w, Reason.TASK_TIMEOUT)
             elif w.state == "starting" and now - w.spawned_at >= self.options.startup_timeout_s:
                 self._kill(w, f"not ready after {self.options.startup_timeout_s:.0f}s")
 
@@ -413,7 +415,7 @@ class Supervisor(threading.Thread):
             for w in self.workers.values():
                 if not w.kill_reason:
                     self.stop_clean = False
-                    self._kill(w, "STOP_TIMEOUT")
+                    self._kill(w, Reason.STOP_TIMEOUT)
 
     def _send_stop(self, handle: WorkerHandle) -> None:
         if not handle.stop_sent:
@@ -526,7 +528,7 @@ class Supervisor(threading.Thread):
             for task in tasks:
                 track = self.book.track_for(task, now)
                 self._finish(track, TaskResult(key=task.key, po_number=task.po_number,
-                                               status=POStatus.CANCELLED, reason="STOPPED",
+                                               status=POStatus.CANCELLED, reason=Reason.STOPPED,
                                                message="the pool stopped before this PO"))
             outbox, self._outbox = self._outbox, []
         self._tell_source(outbox)
@@ -558,7 +560,7 @@ class Supervisor(threading.Thread):
         if hard and mb >= hard:
             log.warning("worker %s uses %.0f MB > hard limit %.0f MB: killed",
                         handle.slot, mb, hard)
-            self._kill(handle, "MEMORY_LIMIT")
+            self._kill(handle, Reason.MEMORY_LIMIT)
         elif soft and mb >= soft and not handle.leaving:
             handle.leaving = "recycle"
             if handle.state == "idle":
@@ -572,7 +574,7 @@ class Supervisor(threading.Thread):
             handles = list(self.workers.values())
             for w in handles:
                 if not w.kill_reason:
-                    self._kill(w, "pool error" if self.fatal else "STOP_TIMEOUT")
+                    self._kill(w, "pool error" if self.fatal else Reason.STOP_TIMEOUT)
         for handle in handles:
             handle.process.join(5)
         with self.cond:
@@ -594,7 +596,7 @@ class Supervisor(threading.Thread):
         with self.cond:
             self.book.ended = time.monotonic()
             if self.fatal and self.states.state is not PoolStatus.ERROR:
-                self.set_state(PoolStatus.ERROR, self.fatal)
+                self.set_state(PoolStatus.ERROR, self.fatal, None)
             self.cond.notify_all()
 
     def _return_unfinished(self) -> None:
@@ -606,13 +608,18 @@ class Supervisor(threading.Thread):
                 self.source.retry(track.task, 0.0)
 
 
-def _exit_reason(handle: WorkerHandle, exitcode: int | None) -> str:
-    """Why a worker ended. Leaving (stop, recycle, scale-down) only explains a clean exit:
-    a worker killed from outside while on its way out still crashed."""
+# Kills that end a worker abnormally (WorkerStopped.crashed); the others (a pool error,
+# a start-up that took too long) are the engine tidying up.
+CRASH_KILLS = (Reason.TASK_TIMEOUT, Reason.MEMORY_LIMIT, Reason.STOP_TIMEOUT)
+
+
+def _exit_reason(handle: WorkerHandle, exitcode: int | None) -> tuple[str, bool]:
+    """Why a worker ended, and whether it crashed. Leaving (stop, recycle, scale-down)
+    only explains a clean exit: a worker killed from outside on its way out crashed."""
     if handle.kill_reason:
-        return handle.kill_reason
+        return handle.kill_reason, handle.kill_reason in CRASH_KILLS
     if exitcode == EXIT_BROWSER_DIED:
-        return "BROWSER_CRASH"
+        return Reason.BROWSER_CRASH, True
     if exitcode != 0 or not handle.leaving:
-        return f"crashed (exit code {exitcode})"
-    return "stopped" if handle.leaving == "stop" else handle.leaving
+        return f"crashed (exit code {exitcode})", True
+    return ("stopped" if handle.leaving == "stop" else handle.leaving), False

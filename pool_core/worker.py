@@ -56,6 +56,7 @@ from pool_core.process_tree import (
     wait_gone,
 )
 from pool_core.profiles import WorkerRoot
+from pool_core.reasons import Reason
 
 if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -75,7 +76,6 @@ TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
 # only worth keeping while POs follow each other (the next one arrives within ms).
 TAB_IDLE_RELEASE_S = 2.0
 BROWSER_EXIT_WAIT_S = 0.5  # how long a "closed" error waits for the browser to exit
-BROWSER_LOST_BEFORE_START = "BROWSER_LOST_BEFORE_START"  # requeued without charge
 EXIT_STARTUP_FAILED = 4
 EXIT_PARENT_DIED = 5
 
@@ -342,8 +342,8 @@ class _BrowserSession:
             # The browser died while the worker was idle: the PO never started.
             result = self._exception_result(task, exc)
             self.close_tab()  # whatever broke, the next PO starts on a new page
-            if result.reason == "BROWSER_CRASH":
-                return replace(result, reason=BROWSER_LOST_BEFORE_START)
+            if result.reason == Reason.BROWSER_CRASH:
+                return replace(result, reason=Reason.BROWSER_LOST_BEFORE_START)
             return result
         try:
             result = process_fn(page, task, job)
@@ -352,7 +352,7 @@ class _BrowserSession:
         except Exception as exc:
             result = self._exception_result(task, exc)
         if self.crashed and result.status is not POStatus.LOGIN_REQUIRED:
-            result = replace(result, status=POStatus.FAILED, reason="BROWSER_CRASH",
+            result = replace(result, status=POStatus.FAILED, reason=Reason.BROWSER_CRASH,
                              retryable=True, message=result.message or "the browser died")
         if not (self._keeps_tab(page, result) and self._collect_garbage()):
             self.close_tab()
@@ -447,14 +447,14 @@ class _BrowserSession:
                 says_target_closed(exc) and self._browser_exited()):
             self.crashed = True
             return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                              reason="BROWSER_CRASH", message=str(exc)[:500], retryable=True,
+                              reason=Reason.BROWSER_CRASH, message=str(exc)[:500], retryable=True,
                               remote_traceback=tb)
         if isinstance(exc, PlaywrightTimeout):
             return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                              reason="PLAYWRIGHT_TIMEOUT", message=str(exc)[:500],
+                              reason=Reason.PLAYWRIGHT_TIMEOUT, message=str(exc)[:500],
                               retryable=True, remote_traceback=tb)
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                          reason="JOB_ERROR", message=f"{type(exc).__name__}: {exc}"[:500],
+                          reason=Reason.JOB_ERROR, message=f"{type(exc).__name__}: {exc}"[:500],
                           remote_traceback=tb)
 
     def close(self) -> None:

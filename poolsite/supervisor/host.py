@@ -35,6 +35,7 @@ from django.utils import timezone
 from pool_core import HeadlessConfiguration, PoolStatus, ProfileManager, WorkerPool
 from pool_core.errors import PoolError
 from pool_core.po_folder import sweep_stale_work
+from pool_core.reasons import SITE_FAILURE_PREFIXES, Pause, PauseReason
 from pool_core.sites import SitePreset, load_presets
 from poolsite.batches.models import Batch, PurchaseOrder, Run, Status
 from poolsite.sessions.store import session_for, session_version
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 PROCESS_FN = "pool_core.processing:process_po"
 RECOVER_EVERY = 5.0  # seconds between sweeps for expired leases
 START_ATTEMPTS = 3  # consecutive failed pool starts before the plan pauses
-OUTAGE_PAUSE = "SITE_FAILING"  # the engine's pause reason after consecutive 5xx/network
 
 
 def _site_answers(site: SitePreset) -> bool:
@@ -305,7 +305,9 @@ class HostSupervisor:
         Only outage pauses (HTTP 5xx / network) qualify; a login wall or an operator's
         pause waits for a person.
         """
-        if not plan.reason.startswith(OUTAGE_PAUSE) or plan.batch_id is None:
+        pause = Pause.from_text(plan.reason)
+        if pause is None or pause.reason is not PauseReason.SITE_FAILING or (
+                plan.batch_id is None):
             return
         now = time.monotonic()
         if now - self._last_site_probe < self.options.site_probe_seconds:
@@ -321,7 +323,7 @@ class HostSupervisor:
         if resumed:
             # POs that failed only because the site was down get their turn again.
             requeued = PurchaseOrder.objects.filter(
-                Q(reason__startswith="HTTP_5") | Q(reason__startswith="NETWORK"),
+                Q(*(Q(reason__startswith=p) for p in SITE_FAILURE_PREFIXES), _connector=Q.OR),
                 batch=plan.batch_id, status=Status.FAILED).update(
                 status=Status.QUEUED, reason="", message="", attempts=0)
             self.source.refresh_queued_count()

@@ -26,6 +26,7 @@ from pool_core.browser import launch_args
 from pool_core.events import EventKind
 from pool_core.messages import POStatus
 from pool_core.pool import BROWSER_MODES, _mode_args
+from pool_core.reasons import Pause, PauseReason
 from pool_core.state import TRANSITIONS, PoolStateMachine, is_legal
 from pool_core.task_source import InMemoryTaskSource, tasks_from_po_list
 from poolsite.demo_erp import catalog
@@ -191,6 +192,8 @@ def test_it_pauses_and_resumes(site: DemoSite, make_pool: PoolFactory) -> None:
     time.sleep(1.0)
     assert pool.get_status()["tasks_active"] == 0
     assert pool.get_results()[0] == paused_done < 8
+    assert pool.get_status()["pause"] == Pause(PauseReason.REQUESTED)
+    assert pool.get_status()["pause_reason"] == "paused by request"
     assert pool.resume_processing() is True
     assert pool.wait_until_done(60)
     assert pool.get_results()[:2] == (8, 0)
@@ -265,13 +268,15 @@ def test_it_pauses_itself_when_the_session_is_gone(
     pool.start_processing(catalog.demo_batch(site.base_url, 4))
     assert pool.wait_for_status(PoolStatus.PAUSED, 30)
     status = pool.get_status()
-    assert status["pause_reason"].startswith("LOGIN_REQUIRED")
+    assert status["pause_reason"].startswith("LOGIN_REQUIRED: ")
+    assert status["pause"].reason is PauseReason.LOGIN_REQUIRED and status["pause"].automatic
     assert status["tasks_failed"] == 0  # the POs wait for the operator, they did not fail
     assert pool.stop_processing(timeout=10)
     assert {r.status for r in pool.get_records()} == {POStatus.CANCELLED}
     pool._bus.flush()
     assert any(e.kind is EventKind.STATE_CHANGED and e.new is PoolStatus.PAUSED
-               and "LOGIN_REQUIRED" in e.reason for e in events)
+               and "LOGIN_REQUIRED" in e.reason and e.pause == status["pause"]
+               for e in events)
 
 
 def test_it_pauses_after_consecutive_site_failures_and_resumes(
@@ -280,7 +285,10 @@ def test_it_pauses_after_consecutive_site_failures_and_resumes(
     pool = make_pool(1, pause_after_site_failures=2, retry_limit=5)
     pool.start_processing(catalog.demo_batch(site.base_url, 3))
     assert pool.wait_for_status(PoolStatus.PAUSED, 30)
-    assert pool.get_status()["pause_reason"].startswith("SITE_FAILING")
+    status = pool.get_status()
+    assert status["pause_reason"].startswith("SITE_FAILING: ")
+    assert status["pause"].reason is PauseReason.SITE_FAILING
+    assert Pause.from_text(status["pause_reason"]) == status["pause"]
     site.down = False
     pool.resume_processing()
     assert pool.wait_until_done(30)
