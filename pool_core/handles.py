@@ -1,4 +1,4 @@
-"""The supervisor's view of one worker process, and what a lost worker means for its PO."""
+"""The dispatcher's view of one worker process, and what a worker's end means."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pool_core.errors import TaskTimeoutError
-from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.messages import EXIT_BROWSER_DIED, POStatus, Task, TaskResult
 from pool_core.profiles import WorkerRoot
 from pool_core.reasons import Reason
 
 
 @dataclass(eq=False)
 class WorkerHandle:
-    """The supervisor's view of one worker process."""
+    """The dispatcher's view of one worker process (the pool's lock guards it)."""
 
     slot: int
     process: BaseProcess
@@ -46,6 +46,23 @@ class WorkerHandle:
         # If it died, its sentinel tells us and its task is retried.
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(message)
+
+
+# Kills that end a worker abnormally (WorkerStopped.crashed); the others (a pool error,
+# a start-up that took too long) are the engine tidying up.
+CRASH_KILLS = (Reason.TASK_TIMEOUT, Reason.MEMORY_LIMIT, Reason.STOP_TIMEOUT)
+
+
+def exit_reason(handle: WorkerHandle, exitcode: int | None) -> tuple[str, bool]:
+    """Why a worker ended, and whether it crashed. Leaving (stop, recycle, scale-down)
+    only explains a clean exit: a worker killed from outside on its way out crashed."""
+    if handle.kill_reason:
+        return handle.kill_reason, handle.kill_reason in CRASH_KILLS
+    if exitcode == EXIT_BROWSER_DIED:
+        return Reason.BROWSER_CRASH, True
+    if exitcode != 0 or not handle.leaving:
+        return f"crashed (exit code {exitcode})", True
+    return ("stopped" if handle.leaving == "stop" else handle.leaving), False
 
 
 def lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:

@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,19 @@ import psutil
 from pool_core.config import JobEnv, WorkerSpec
 from pool_core.egress_proxy import EgressFailure, EgressProxy
 from pool_core.errors import says_target_closed
-from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.messages import (
+    EXIT_BROWSER_DIED,
+    EXIT_PARENT_DIED,
+    EXIT_STARTUP_FAILED,
+    Phase,
+    POStatus,
+    Ready,
+    StartupFailed,
+    Task,
+    TaskDone,
+    TaskReceived,
+    TaskResult,
+)
 from pool_core.process_tree import (
     WORKER_NAME_PREFIX,
     is_browser_main,
@@ -66,7 +78,6 @@ if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
 # Modules a fork server imports once, so a worker forked from it starts with them loaded.
 FORKSERVER_PRELOAD = ["pool_core.worker", "playwright.sync_api", "pool_core.processing",
                       "pool_core.simple_job"]
-EXIT_BROWSER_DIED = 3
 PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 log = logging.getLogger(__name__)
 # Outcomes after which the page is known to be in order, so the next PO may use it.
@@ -76,41 +87,6 @@ TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
 # only worth keeping while POs follow each other (the next one arrives within ms).
 TAB_IDLE_RELEASE_S = 2.0
 BROWSER_EXIT_WAIT_S = 0.5  # how long a "closed" error waits for the browser to exit
-EXIT_STARTUP_FAILED = 4
-EXIT_PARENT_DIED = 5
-
-
-@dataclass(frozen=True)
-class Ready:
-    pid: int
-    at: float  # time.monotonic() (system-wide on Linux, comparable across processes)
-    steps: tuple[tuple[str, float], ...] = ()  # start-up steps (name, at)
-
-
-@dataclass(frozen=True)
-class StartupFailed:
-    message: str
-    remote_traceback: str
-
-
-@dataclass(frozen=True)
-class TaskReceived:
-    key: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Phase:
-    key: str
-    phase: str
-
-
-@dataclass(frozen=True)
-class TaskDone:
-    result: TaskResult
-    seconds: float
-    at: float
-    exiting: bool  # the worker exits after this message (browser died)
 
 
 def split_process_fn(dotted: str) -> tuple[str, str]:

@@ -22,10 +22,9 @@ from pool_core import (
     WorkerPool,
     WorkerStartupError,
 )
-from pool_core.browser import launch_args
+from pool_core.browser import BROWSER_MODES, launch_args, mode_args
 from pool_core.events import EventKind
 from pool_core.messages import POStatus
-from pool_core.pool import BROWSER_MODES, _mode_args
 from pool_core.reasons import Pause, PauseReason
 from pool_core.state import TRANSITIONS, PoolStateMachine, is_legal
 from pool_core.task_source import InMemoryTaskSource, tasks_from_po_list
@@ -40,7 +39,7 @@ PoolFactory = Callable[..., WorkerPool]
 
 
 def test_it_imports_without_django() -> None:
-    code = ("import sys, pool_core, pool_core.pool, pool_core.worker, pool_core.supervisor; "
+    code = ("import sys, pool_core, pool_core.pool, pool_core.worker, pool_core.dispatcher; "
             "assert 'django' not in sys.modules, 'django imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -360,8 +359,8 @@ def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mod
 
 def test_auto_mode_is_lean_only_without_the_sandbox() -> None:
     lean = BROWSER_MODES["lean"]
-    assert (_mode_args("auto") == lean) == ("--no-sandbox" in launch_args())
-    assert _mode_args("standard") == ()
+    assert (mode_args("auto") == lean) == ("--no-sandbox" in launch_args())
+    assert mode_args("standard") == ()
 
 
 def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory) -> None:
