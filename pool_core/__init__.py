@@ -4,7 +4,7 @@ No Django here (a test asserts it); poolsite builds the configuration and passes
 The processing interface (process_fn, JobEnv) is described in pool_core.config.
 
 Names are imported lazily (PEP 562): a worker process imports pool_core.worker without
-paying for the supervisor side, which shortens every worker's start-up.
+paying for the pool's side, which shortens every worker's start-up.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ The processing interface (issue 4) is one function per PO, run inside a worker p
   blank; a kept one still shows the last PO's document until the job navigates, so a
   job must not take what the page shows for its own PO before its navigation commits
   (process_po blanks it before evidence when it never did).
-* `job.report_phase("downloading")` tells the supervisor which phase the worker is in
+* `job.report_phase("downloading")` tells the dispatcher which phase the worker is in
   (dashboard, events). It is a plain callable field of JobEnv, built inside the worker;
   calling it is cheap (one pipe write).
 * Request interception (the site's allow-list, `context.route`) is the job's business.
@@ -110,12 +110,12 @@ class WorkerSpec:
     node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
     node_compile_cache: str  # NODE_COMPILE_CACHE folder shared by drivers ("": none)
     browser_nice: int  # niceness of the driver and browser processes (0: as the worker)
-    owner_pid: int  # the supervisor's pid: the worker exits when it dies
+    owner_pid: int  # the pool's pid: the worker exits when it dies
 
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """The supervisor's knobs (WorkerPool's keyword options, validated)."""
+    """The dispatcher's knobs (WorkerPool's keyword options, validated)."""
 
     max_task_timeout_s: float = 300.0
     startup_timeout_s: float = 30.0

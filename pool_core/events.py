@@ -1,7 +1,7 @@
 """Typed, picklable events the pool sends to its host's callback, and per-PO records.
 
 The callback (`WorkerPool(on_event=...)`) runs in the pool's event thread, never in the
-supervisor, so a slow host (DB writes, channel sends) never delays task distribution.
+dispatcher, so a slow host (DB writes, channel sends) never delays task distribution.
 Every event is a frozen dataclass with a `kind` (an EventKind) and `at` (time.time()).
 """
 

@@ -1,7 +1,7 @@
 """Where workers' POs come from: the pool pulls from a task source.
 
 `start_processing(po_list)` wraps the list in an InMemoryTaskSource; a host can feed
-more POs while running (`WorkerPool.submit`). The durable DB source (supervisor issue)
+more POs while running (`WorkerPool.submit`). The durable DB source (poolsite's)
 implements the same protocol. The pool owns retries and records; a source only hands
 out tasks, takes them back, and hears final outcomes.
 """
