@@ -16,14 +16,9 @@ from pathlib import Path
 from playwright.sync_api import Frame, Page
 
 from pool_core.config import JobEnv
-from pool_core.downloads import (
-    Batch,
-    open_batch,
-)
+from pool_core.downloads import Batch, open_batch
 from pool_core.messages import FileRecord, POStatus, Task
-from pool_core.po_page import (
-    SourceReading,
-)
+from pool_core.po_page import SourceReading
 from pool_core.sites import SitePreset
 from pool_core.url_guard import RequestGuard
 

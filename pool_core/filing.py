@@ -23,22 +23,12 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from pool_core.attempt import Attempt, Outcome
-from pool_core.downloads import (
-    Transfer,
-)
+from pool_core.downloads import Transfer
 from pool_core.message_pdf import save_message_pdf
 from pool_core.messages import FileRecord, POStatus
 from pool_core.names import dedupe, safe_component, safe_filename
-from pool_core.po_folder import (
-    MANIFEST_NAME,
-    final_folder,
-    folder_for,
-    publish,
-    write_manifest,
-)
-from pool_core.po_page import (
-    SourceReading,
-)
+from pool_core.po_folder import MANIFEST_NAME, final_folder, folder_for, publish, write_manifest
+from pool_core.po_page import SourceReading
 from pool_core.reasons import Reason
 from pool_core.verify import verify_file
 

@@ -57,16 +57,8 @@ from pool_core.filing import (
 )
 from pool_core.messages import POStatus, SourceReport, Task, TaskResult
 from pool_core.names import dedupe, safe_filename
-from pool_core.po_folder import (
-    MANIFEST_NAME,
-    discard,
-    new_work_folder,
-)
-from pool_core.po_page import (
-    read_requisition_url,
-    read_supplier,
-    read_verdict,
-)
+from pool_core.po_folder import MANIFEST_NAME, discard, new_work_folder
+from pool_core.po_page import read_requisition_url, read_supplier, read_verdict
 from pool_core.reasons import Reason, http_reason, requisition_reason
 from pool_core.sign_in import name_blocked_frames, stop_if_left_site, stop_if_signed_out
 from pool_core.sites import SitePreset, load_preset

@@ -14,14 +14,10 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from pool_core.attempt import Attempt, Outcome, Stop
-from pool_core.downloads import (
-    Transfer,
-)
+from pool_core.downloads import Transfer
 from pool_core.errors import says_target_closed
 from pool_core.messages import POStatus
-from pool_core.po_page import (
-    read_verdict,
-)
+from pool_core.po_page import read_verdict
 from pool_core.reasons import Reason
 from pool_core.sites import SitePreset
 

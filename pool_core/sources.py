@@ -11,17 +11,10 @@ from __future__ import annotations
 from playwright.sync_api import Page
 
 from pool_core.attempt import Attempt, Outcome, Stop
-from pool_core.downloads import (
-    Batch,
-    finish_downloads,
-    start_downloads,
-)
+from pool_core.downloads import Batch, finish_downloads, start_downloads
 from pool_core.messages import POStatus
 from pool_core.names import dedupe, safe_filename
-from pool_core.po_page import (
-    AttachmentLink,
-    read_sources,
-)
+from pool_core.po_page import AttachmentLink, read_sources
 from pool_core.reasons import Reason
 from pool_core.sign_in import sign_in_seen, stop_if_left_site, stop_if_sent_to_sign_in
 
