@@ -25,17 +25,15 @@ State shared with WorkerPool; `cond` (the pool's Condition, on an RLock) guards 
   `paused_for`;
 * `finished` (an Event, set once the run is over) needs no lock.
 
-The one interface the pool uses to reach the dispatcher (every call is safe from any
-thread and takes effect at the next turn of the loop): `pause()`, `resume()`,
-`set_target()`, `request_stop()`; plus `abort()` to end a run in ERROR and `wake()`,
-which the task source calls when work arrives.
+The one interface the pool uses to reach the dispatcher (safe from any thread; effect
+at the next turn of the loop): `pause()`, `resume()`, `set_target()`, `request_stop()`;
+plus `wait_until_ready()` at start-up, `abort()` to end a run in ERROR, and `wake()`
+(the task source calls it when work arrives).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +51,7 @@ from pool_core.records import RunBook
 from pool_core.settling import Settler
 from pool_core.state import PoolStateMachine, PoolStatus
 from pool_core.task_source import TaskSource
+from pool_core.wakeup import WakeUpPipe
 from pool_core.worker import start_fork_server
 from pool_core.workforce import Workforce
 
@@ -90,19 +89,12 @@ class Dispatcher(threading.Thread):
         self.startup_failure_is_profile = False
         self.paused_for: Pause | None = None  # why the pool is PAUSED
         self.finished = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        self._wake_lock = threading.Lock()
-        self._wake_closed = False
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = WakeUpPipe()
         self._monitor: threading.Thread | None = None
 
     # -- the interface (WorkerPool, any thread) ------------------------------------------
     def wake(self) -> None:
-        # Never write after _shut_down closed the pipe: the fd number may be reused.
-        with self._wake_lock, contextlib.suppress(OSError):  # OSError: pipe full, awake
-            if not self._wake_closed:
-                os.write(self._wake_w, b"x")
+        self._wakeup.wake()
 
     def pause(self, pause: Pause) -> None:
         """The pool was paused (the caller moved the state machine): remember why."""
@@ -140,6 +132,29 @@ class Dispatcher(threading.Thread):
             self.fatal = self.fatal or reason
         self.wake()
 
+    def wait_until_ready(self, size: int) -> str:
+        """During start-up, with `cond` held (waiting releases it): "" once `size`
+        workers are ready; else abort the run, wait for its end and say why."""
+        deadline = time.monotonic() + self.options.startup_timeout_s + 5.0
+        late = ""
+        while True:
+            if self.startup_failure or self.fatal or not self.is_alive():
+                break
+            if self.crew.ready() >= size:
+                return ""
+            self.cond.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                late = "workers did not become ready in time"
+                break
+        reason = late or self.startup_failure or self.fatal or "dispatcher ended"
+        self.abort(reason)
+        self.cond.release()  # let the run kill and clean up
+        try:
+            self.join(30)
+        finally:
+            self.cond.acquire()
+        return reason
+
     def ready_workers(self) -> int:
         return self.crew.ready()
 
@@ -169,7 +184,7 @@ class Dispatcher(threading.Thread):
     def _turn(self) -> bool:
         """One turn of the loop; return True when the run is over."""
         ready = wait(self._waitables(), timeout=self._timeout())
-        self._drain_wakeups()
+        self._wakeup.drain()
         inbox = self._read_inbox(ready)
         with self.cond:
             self._apply_inbox(inbox)
@@ -197,7 +212,7 @@ class Dispatcher(threading.Thread):
     def _waitables(self) -> list[Any]:
         with self.cond:
             handles = list(self.crew.workers.values())
-        return ([self._wake_r] + [w.conn for w in handles]
+        return ([self._wakeup.fileno] + [w.conn for w in handles]
                 + [w.process.sentinel for w in handles])
 
     def _timeout(self) -> float:
@@ -215,13 +230,6 @@ class Dispatcher(threading.Thread):
                 timeout = min(timeout, self.options.poll_interval_s,
                               due - now if due is not None else 1.0)
         return max(0.0, timeout) + 0.001
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _read_inbox(self, ready: list[Any]) -> list[tuple[WorkerHandle, Any]]:
         inbox: list[tuple[WorkerHandle, Any]] = []
@@ -434,10 +442,7 @@ class Dispatcher(threading.Thread):
         self.crew.join_cleanups()
         if self._monitor is not None:
             self._monitor.join(10)
-        with self._wake_lock:
-            self._wake_closed = True
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
+        self._wakeup.close()
         with self.cond:
             self.book.ended = time.monotonic()
             if self.fatal and self.states.state is not PoolStatus.ERROR:

@@ -33,10 +33,12 @@ from pool_core.config import (
     HeadlessConfiguration,
     PoolOptions,
     WorkerSpec,
+    check_pool_size,
 )
 from pool_core.dispatcher import Dispatcher
 from pool_core.errors import ProfileCreationError, WorkerStartupError
 from pool_core.events import EventBus, PoolEvent, PORecord, StateChanged
+from pool_core.priority import check_niceness
 from pool_core.profiles import ProfileManager, WorkerRoot
 from pool_core.reasons import Pause, PauseReason
 from pool_core.records import RunBook
@@ -46,15 +48,6 @@ from pool_core.task_source import InMemoryTaskSource, TaskSource, tasks_from_po_
 from pool_core.worker import split_process_fn
 
 log = logging.getLogger(__name__)
-MIN_WORKERS, MAX_WORKERS = 1, 8
-
-
-def _check_size(size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or not (
-            MIN_WORKERS <= size <= MAX_WORKERS):
-        raise ValueError(f"pool size must be an int from {MIN_WORKERS} to {MAX_WORKERS}, "
-                         f"got {size!r}")
-    return size
 
 
 class WorkerPool:
@@ -73,15 +66,9 @@ class WorkerPool:
         output_root: where the processing function saves documents.
         site: the SitePreset of the procurement site (allow-list, login detection).
         process_fn: dotted path of the processing function (see pool_core.config).
-        retry_limit: requeues of a failed PO after its first attempt (crashes included).
-        retry_backoff: seconds before a retried PO is handed out again.
-        max_rate_limit_requeues: HTTP 429 requeues that do not burn the retry budget;
-            later ones do, so a rate-limited PO ends after a bounded number of attempts.
-        pause_after_site_failures: consecutive HTTP_5xx/NETWORK results that pause the
-            pool (0 disables).
-        memory_soft_limit_mb / memory_hard_limit_mb: PSS of a worker's whole tree above
-            which it is recycled after its PO / killed (PO retried as MEMORY_LIMIT).
-        memory_check_interval: seconds between memory samples and heartbeats.
+        retry_limit, retry_backoff, max_rate_limit_requeues, pause_after_site_failures,
+        memory_soft_limit_mb, memory_hard_limit_mb, memory_check_interval: the retry,
+            pause and memory policy; see pool_core.config.PoolOptions.
         recycle_browser_after: relaunch a worker's browser after this many POs.
         browser_path: Chromium executable (default: pool_core.browser.find_browser()).
         browser_mode: "auto" (lean without Chromium's sandbox, else standard),
@@ -90,11 +77,8 @@ class WorkerPool:
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset); see
             pool_core.browser.DEFAULT_NODE_OPTIONS.
-        browser_nice: niceness (0-19) given to each worker's driver and browser. The
-            browsers are the bulk work; the dispatcher, the worker processes and the
-            web server coordinate and should answer first. Throughput is unchanged
-            (the browsers share the CPU among themselves as before); hand-offs between
-            POs wait less behind rendering. 0 leaves them at the worker's priority.
+        browser_nice: niceness (0-19) of each worker's driver and browser, so that the
+            coordinating processes answer first (0: the worker's); see pool_core.priority.
         node_compile_cache: folder for Node's code cache, shared by all drivers and kept
             between runs (default: <system temp>/poolsite-node-compile-cache; "" disables).
         nav_timeout / download_timeout: seconds, passed to the job in JobEnv.
@@ -138,7 +122,7 @@ class WorkerPool:
         on_event: Callable[[PoolEvent], None] | None = None,
         keep_records: bool = True,
     ) -> None:
-        self._pool_size = _check_size(pool_size)
+        self._pool_size = check_pool_size(pool_size)
         self._keep_records = keep_records
         if headless_config is None:
             headless_config = HeadlessConfiguration()
@@ -149,15 +133,6 @@ class WorkerPool:
             raise TypeError("profile_manager must be a ProfileManager")
         if not max_task_timeout or max_task_timeout <= 0:
             raise ValueError("max_task_timeout must be a positive number of seconds")
-        if retry_limit < 0 or max_rate_limit_requeues < 0:
-            raise ValueError("retry_limit and max_rate_limit_requeues must be >= 0")
-        if isinstance(browser_nice, bool) or not isinstance(browser_nice, int) or not (
-                0 <= browser_nice <= 19):
-            raise ValueError(f"browser_nice must be an int from 0 to 19, got {browser_nice!r}")
-        self._headless = headless_config.effective_headless()
-        self.headless_config = headless_config
-        self.profile_manager = profile_manager or ProfileManager()
-        split_process_fn(process_fn)  # fail now, not in every worker (no import here)
         self._options = PoolOptions(
             max_task_timeout_s=float(max_task_timeout), startup_timeout_s=startup_timeout,
             retry_limit=retry_limit, retry_backoff_s=retry_backoff,
@@ -166,6 +141,11 @@ class WorkerPool:
             memory_soft_limit_mb=memory_soft_limit_mb,
             memory_hard_limit_mb=memory_hard_limit_mb,
             memory_check_interval_s=memory_check_interval)
+        check_niceness(browser_nice)
+        self._headless = headless_config.effective_headless()
+        self.headless_config = headless_config
+        self.profile_manager = profile_manager or ProfileManager()
+        split_process_fn(process_fn)  # fail now, not in every worker (no import here)
         self._spec_args: dict[str, Any] = dict(
             process_fn=process_fn, output_root=os.path.abspath(output_root),
             evidence_dir=os.path.join(os.path.abspath(output_root), "_evidence"), site=site,
@@ -249,40 +229,19 @@ class WorkerPool:
                           owner_pid=os.getpid(), **self._spec_args)
 
     def _create_roots(self) -> list[WorkerRoot]:
-        roots: list[WorkerRoot] = []
         try:
-            self.profile_manager.sweep_stale()
-            for slot in range(self._pool_size):
-                roots.append(self.profile_manager.create_root(slot))
+            return self.profile_manager.create_roots(self._pool_size)
         except Exception as exc:
-            for root in roots:
-                self.profile_manager.remove_root(root.path)
             self._set_state(PoolStatus.ERROR, f"profile set-up failed: {exc}")
             if isinstance(exc, ProfileCreationError):
                 raise
             raise ProfileCreationError(f"profile set-up failed: {exc}") from exc
-        return roots
 
     def _wait_for_workers(self, dispatcher: Dispatcher) -> None:
-        deadline = time.monotonic() + self._options.startup_timeout_s + 5.0
-        late = ""
-        while True:
-            if dispatcher.startup_failure or dispatcher.fatal or not dispatcher.is_alive():
-                break
-            if dispatcher.ready_workers() >= self._pool_size:
-                return
-            self._cond.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
-                late = "workers did not become ready in time"
-                break
-        reason = late or dispatcher.startup_failure or dispatcher.fatal or "dispatcher ended"
+        reason = dispatcher.wait_until_ready(self._pool_size)
+        if not reason:
+            return
         is_profile = dispatcher.startup_failure_is_profile
-        dispatcher.abort(reason)
-        self._cond.release()  # let the dispatcher kill and clean up
-        try:
-            dispatcher.join(30)
-        finally:
-            self._cond.acquire()
         if self.status is not PoolStatus.ERROR:
             self._set_state(PoolStatus.ERROR, reason)
         if is_profile:
@@ -298,9 +257,7 @@ class WorkerPool:
                 raise RuntimeError("submit() needs a running pool started with a po_list")
             tasks = tasks_from_po_list(po_list, batch=batch, site=self._site,
                                        first_key=len(self._book.tracks))
-            known = {t.task.po_number for t in self._book.tracks.values()
-                     if t.task.batch == batch}
-            clash = [t.po_number for t in tasks if t.po_number in known]
+            clash = self._book.known_po_numbers(tasks)
             if clash:
                 raise ValueError(f"po_number already in batch {batch!r}: {clash[0]}")
             self._book.add(tasks, time.monotonic())
@@ -326,12 +283,11 @@ class WorkerPool:
                 self._cond.wait_for(lambda: self.status is not PoolStatus.STARTING,
                                     timeout=self._options.startup_timeout_s + 10)
             dispatcher = self._dispatcher
-            if self.status is PoolStatus.PAUSED and dispatcher is not None:
-                dispatcher.request_stop(timeout)  # so nothing is dispatched in between
-                self._set_state(PoolStatus.RUNNING, "stopping")
+            if dispatcher is not None and self.status in (PoolStatus.RUNNING, PoolStatus.PAUSED):
+                dispatcher.request_stop(timeout)  # from now on nothing is dispatched
+                if self.status is PoolStatus.PAUSED:
+                    self._set_state(PoolStatus.RUNNING, "stopping")
             self._set_state(PoolStatus.STOPPING)
-            if dispatcher is not None:
-                dispatcher.request_stop(timeout)
             self._stop_in_progress = True
         try:
             return self._finish_stop(dispatcher, timeout)
@@ -401,7 +357,7 @@ class WorkerPool:
         current PO. With `wait`, returns whether the pool reached the size in time.
         In IDLE this only sets the size of the next run.
         """
-        size = _check_size(new_size)
+        size = check_pool_size(new_size)
         with self._cond:
             if self.status is PoolStatus.IDLE:
                 self._pool_size = size
@@ -415,7 +371,6 @@ class WorkerPool:
             return True
         limit = timeout if timeout is not None else (
             self._options.max_task_timeout_s + self._options.startup_timeout_s)
-
         with self._cond:
             return self._cond.wait_for(
                 lambda: dispatcher.at_size(size) or dispatcher.finished.is_set(),

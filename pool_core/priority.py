@@ -1,10 +1,12 @@
 """OS priority of a worker's browser: niceness, autogroups, and no way back up.
 
 A worker's Playwright driver and Chromium do the bulk work; the host, the dispatcher and
-the worker processes coordinate and should answer first. worker_main calls
-forbid_raising_priority() before it starts the driver, and the browser session calls
-lower_priority() on every process it launched (WorkerPool's browser_nice). Linux only;
-elsewhere (or without /proc) both do what they can and never fail a worker.
+the worker processes coordinate and should answer first. Throughput is unchanged (the
+browsers share the CPU among themselves as before); hand-offs between POs wait less
+behind rendering. worker_main calls forbid_raising_priority() before it starts the
+driver, and the browser session calls lower_priority() on every process it launched
+(WorkerPool's browser_nice). Linux only; elsewhere (or without /proc) both do what they
+can and never fail a worker.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ import psutil
 
 PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 log = logging.getLogger(__name__)
+
+
+def check_niceness(niceness: object) -> int:
+    """A browser_nice value (0-19), or ValueError."""
+    if isinstance(niceness, bool) or not isinstance(niceness, int) or not (
+            0 <= niceness <= 19):
+        raise ValueError(f"browser_nice must be an int from 0 to 19, got {niceness!r}")
+    return niceness
 
 
 def lower_priority(processes: list[psutil.Process], niceness: int) -> None:
