@@ -14,12 +14,12 @@ so get_status() never waits for it.
 
 State shared with WorkerPool; `cond` (the pool's Condition, on an RLock) guards all of it:
 
-* the pool's state machine (`states`): the pool moves it for public calls, the
-  dispatcher through `set_state` (auto-pause, ERROR); the dispatcher only reads it;
+* the pool's state machine (`states`): moved by the pool for public calls, and by the
+  dispatcher only through `set_state` (auto-pause, ERROR);
 * the run book (`book`, pool_core.records): the dispatcher writes tracks and counts
   through its Settler (pool_core.settling); the pool reads them (get_status, records);
-* the Workforce (pool_core.workforce): the live workers' handles; the pool reads them
-  only through ready_workers(), worker_details() and at_size();
+* the Workforce (pool_core.workforce): the live workers' handles (the memory monitor
+  writes them too); the pool reads them via ready_workers(), worker_details(), at_size();
 * the fields below, written by the interface methods and the loop, read by the pool:
   `target_size`, `stop_requested`, `stop_clean`, `fatal`, `startup_failure`,
   `paused_for`;
