@@ -1,6 +1,6 @@
 """Configuration values a host builds and passes in; pool_core never reads os.environ.
 
-The processing interface (issue 4) is one function per PO, run inside a worker process:
+The processing interface is one function per PO, run inside a worker process:
 
     def process_fn(page: Page, task: Task, job: JobEnv) -> TaskResult: ...
 

@@ -1,4 +1,4 @@
-"""The built-in job until PO processing (issue 4) is plugged in: open the URL, save a PDF.
+"""The built-in job when no PO processing is plugged in: open the URL, save a PDF.
 
     <output_root>/<batch>/<po_number>/page.pdf
 """
