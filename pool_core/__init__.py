@@ -4,7 +4,7 @@ No Django here (a test asserts it); poolsite builds the configuration and passes
 The processing interface (process_fn, JobEnv) is described in pool_core.config.
 
 Names are imported lazily (PEP 562): a worker process imports pool_core.worker without
-paying for the supervisor side, which shortens every worker's start-up.
+paying for the pool's side, which shortens every worker's start-up.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pool_core.events import EventKind, PORecord
     from pool_core.pool import WorkerPool
     from pool_core.profiles import ProfileManager
+    from pool_core.reasons import Pause, PauseReason, Reason
     from pool_core.state import PoolStatus
     from pool_core.task_source import InMemoryTaskSource, TaskSource
 
@@ -36,6 +37,7 @@ _HOMES = {
     "WorkerStartupError": "errors",
     "EventKind": "events", "PORecord": "events",
     "WorkerPool": "pool", "ProfileManager": "profiles", "PoolStatus": "state",
+    "Pause": "reasons", "PauseReason": "reasons", "Reason": "reasons",
     "InMemoryTaskSource": "task_source", "TaskSource": "task_source",
 }
 
@@ -46,10 +48,13 @@ __all__ = [
     "InMemoryTaskSource",
     "JobEnv",
     "PORecord",
+    "Pause",
+    "PauseReason",
     "PoolError",
     "PoolStatus",
     "ProfileCreationError",
     "ProfileManager",
+    "Reason",
     "TaskSource",
     "TaskTimeoutError",
     "WorkerPool",

@@ -18,7 +18,7 @@ The processing interface is one function per PO, run inside a worker process
   blank; a kept one still shows the last PO's document until the job navigates, so a
   job must not take what the page shows for its own PO before its navigation commits
   (process_po blanks it before evidence when it never did).
-* `job.report_phase("downloading")` tells the supervisor which phase the worker is in
+* `job.report_phase("downloading")` tells the dispatcher which phase the worker is in
   (dashboard, events). It is a plain callable field of JobEnv, built inside the worker;
   calling it is cheap (one pipe write).
 * Request interception (the site's allow-list, `context.route`) is the job's business.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pool_core.egress_proxy import EgressFailure
 from pool_core.sites import SitePreset
@@ -111,20 +112,41 @@ class WorkerSpec:
     node_options: str  # NODE_OPTIONS for the Playwright driver ("" leaves it unset)
     node_compile_cache: str  # NODE_COMPILE_CACHE folder shared by drivers ("": none)
     browser_nice: int  # niceness of the driver and browser processes (0: as the worker)
-    owner_pid: int  # the supervisor's pid: the worker exits when it dies
+    owner_pid: int  # the pool's pid: the worker exits when it dies
+
+
+MIN_WORKERS, MAX_WORKERS = 1, 8
+
+
+def check_pool_size(size: Any) -> int:
+    """A number of workers, or ValueError."""
+    if isinstance(size, bool) or not isinstance(size, int) or not (
+            MIN_WORKERS <= size <= MAX_WORKERS):
+        raise ValueError(f"pool size must be an int from {MIN_WORKERS} to {MAX_WORKERS}, "
+                         f"got {size!r}")
+    return size
 
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """The supervisor's knobs (WorkerPool's keyword options, validated)."""
+    """The dispatcher's knobs: WorkerPool's keyword options of the same names (seconds
+    as `_s`), documented here once; ValueError for a negative retry budget."""
 
     max_task_timeout_s: float = 300.0
     startup_timeout_s: float = 30.0
-    retry_limit: int = 2  # requeues charged to a PO after its first attempt
-    retry_backoff_s: float = 0.5
-    max_rate_limit_requeues: int = 5  # 429 requeues that do not burn the retry budget
+    retry_limit: int = 2  # requeues charged to a PO after its first attempt (crashes too)
+    retry_backoff_s: float = 0.5  # before a retried PO is handed out again
+    # HTTP 429 requeues that do not burn the retry budget; later ones do, so a
+    # rate-limited PO ends after a bounded number of attempts.
+    max_rate_limit_requeues: int = 5
     pause_after_site_failures: int = 5  # consecutive HTTP_5xx/NETWORK results; 0: never
-    memory_soft_limit_mb: float | None = 400.0  # recycle the worker after its PO
-    memory_hard_limit_mb: float | None = 800.0  # kill it; PO retried as MEMORY_LIMIT
-    memory_check_interval_s: float = 2.0  # also the heartbeat interval
+    # PSS of a worker's whole tree above which it is recycled after its PO (soft) or
+    # killed, its PO retried as MEMORY_LIMIT (hard).
+    memory_soft_limit_mb: float | None = 400.0
+    memory_hard_limit_mb: float | None = 800.0
+    memory_check_interval_s: float = 2.0  # between memory samples; also heartbeats
     poll_interval_s: float = 0.5  # how often an idle pool asks a silent source again
+
+    def __post_init__(self) -> None:
+        if self.retry_limit < 0 or self.max_rate_limit_requeues < 0:
+            raise ValueError("retry_limit and max_rate_limit_requeues must be >= 0")

@@ -46,6 +46,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pool_core.po_page import CLICK_ATTRIBUTE, AttachmentLink
+from pool_core.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def start_downloads(page: Page, batch: Batch, links: list[AttachmentLink],
     for index, transfer in added:
         href = transfer.link.href
         if href and href in refused:
-            transfer.failure, transfer.detail = "BLOCKED_URL", refused[href]
+            transfer.failure, transfer.detail = Reason.BLOCKED_URL, refused[href]
         elif href:
             frames.append({"href": href, "name": f"{FRAME_PREFIX}{index}"})
     if frames:
@@ -202,17 +203,17 @@ def _click(page: Page, batch: Batch, index: int, transfer: Transfer, timeout_s: 
         except PlaywrightTimeoutError:  # still covered by something: click it in the DOM
             element.evaluate("el => el.click()")
     except PlaywrightError as exc:
-        transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
+        transfer.failure, transfer.detail = Reason.DOWNLOAD_FAILED, _short(exc)
         return
     deadline = time.monotonic() + timeout_s
     while (found := _new_arrival(batch, before)) is None and index not in batch.shown:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            transfer.failure = "DOWNLOAD_TIMEOUT"
+            transfer.failure = Reason.DOWNLOAD_TIMEOUT
             transfer.detail = f"clicking it started no download within {timeout_s:g} s"
             return
         if why := give_up():
-            transfer.failure, transfer.detail = "DOWNLOAD_FAILED", why
+            transfer.failure, transfer.detail = Reason.DOWNLOAD_FAILED, why
             return
         with suppress(PlaywrightTimeoutError):
             page.wait_for_event("download", timeout=min(remaining, POLL_S) * 1000)
@@ -238,17 +239,17 @@ def finish_downloads(page: Page, batch: Batch, folder: Path, timeout_s: float,
         transfer = batch.transfers[index]
         transfer.final_url = url
         if url.startswith("chrome-error:"):
-            transfer.failure = "DOWNLOAD_FAILED"
+            transfer.failure = Reason.DOWNLOAD_FAILED
             transfer.detail = f"{transfer.link.href}: the request failed"
         else:
-            transfer.failure = "HTML_PAGE"
+            transfer.failure = Reason.HTML_PAGE
             transfer.detail = f"{url[:200]}: the site showed a page instead of sending a file"
     wanted = [t for t in wanted if not t.failure]
     _match_arrivals(batch, wanted)
     for transfer in wanted:
         transfer.final_url = transfer.download.url if transfer.download is not None else ""
         if transfer.download is None:
-            transfer.failure = "DOWNLOAD_TIMEOUT"
+            transfer.failure = Reason.DOWNLOAD_TIMEOUT
             transfer.detail = f"no download started within {timeout_s:g} s"
             continue
         deadline = batch.arrival_times[id(transfer.download)] + timeout_s
@@ -299,12 +300,12 @@ def _finish_one(transfer: Transfer, download: Download, folder: Path, deadline: 
             _delete(download)
         transfer.path = target
     except TimeoutError:
-        transfer.failure = "DOWNLOAD_TIMEOUT"
+        transfer.failure = Reason.DOWNLOAD_TIMEOUT
         transfer.detail = f"{download.url}: not finished within the download timeout"
         _cancel(download)
         _delete(download)
     except PlaywrightError as exc:
-        transfer.failure, transfer.detail = "DOWNLOAD_FAILED", _short(exc)
+        transfer.failure, transfer.detail = Reason.DOWNLOAD_FAILED, _short(exc)
         _delete(download)
 
 

@@ -1,7 +1,7 @@
 """Typed, picklable events the pool sends to its host's callback, and per-PO records.
 
 The callback (`WorkerPool(on_event=...)`) runs in the pool's event thread, never in the
-supervisor, so a slow host (DB writes, channel sends) never delays task distribution.
+dispatcher, so a slow host (DB writes, channel sends) never delays task distribution.
 Every event is a frozen dataclass with a `kind` (an EventKind) and `at` (time.time()).
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pool_core.messages import FileRecord, POStatus, SourceReport
+from pool_core.reasons import Pause
 from pool_core.state import PoolStatus
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ class WorkerStopped:
     worker_id: int
     pid: int
     exitcode: int | None
-    reason: str  # "stopped", "recycle", "scale_down", "BROWSER_CRASH", "TIMEOUT", ...
+    reason: str  # "stopped", "recycle", "scale_down", "crashed (exit code -9)", a Reason...
+    crashed: bool = False  # ended abnormally: died, or killed over its PO (a timeout...)
     kind: EventKind = EventKind.WORKER_STOPPED
     at: float = field(default_factory=time.time)
 
@@ -148,6 +150,7 @@ class StateChanged:
     old: PoolStatus
     new: PoolStatus
     reason: str
+    pause: Pause | None = None  # new is PAUSED: why (reason is its text)
     kind: EventKind = EventKind.STATE_CHANGED
     at: float = field(default_factory=time.time)
 

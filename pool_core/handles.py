@@ -1,4 +1,4 @@
-"""The supervisor's view of one worker process, and what a lost worker means for its PO."""
+"""The dispatcher's view of one worker process, and what a worker's end means."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pool_core.errors import TaskTimeoutError
-from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.messages import EXIT_BROWSER_DIED, POStatus, Task, TaskResult
 from pool_core.profiles import WorkerRoot
+from pool_core.reasons import Reason
 
 
 @dataclass(eq=False)
 class WorkerHandle:
-    """The supervisor's view of one worker process."""
+    """The dispatcher's view of one worker process (the pool's lock guards it)."""
 
     slot: int
     process: BaseProcess
@@ -47,23 +48,42 @@ class WorkerHandle:
             self.conn.send(message)
 
 
+# Kills that end a worker abnormally (WorkerStopped.crashed); the others (a pool error,
+# a start-up that took too long) are the engine tidying up.
+CRASH_KILLS = (Reason.TASK_TIMEOUT, Reason.MEMORY_LIMIT, Reason.STOP_TIMEOUT)
+
+
+def exit_reason(handle: WorkerHandle, exitcode: int | None) -> tuple[str, bool]:
+    """Why a worker ended, and whether it crashed. Leaving (stop, recycle, scale-down)
+    only explains a clean exit: a worker killed from outside on its way out crashed."""
+    if handle.kill_reason:
+        return handle.kill_reason, handle.kill_reason in CRASH_KILLS
+    if exitcode == EXIT_BROWSER_DIED:
+        return Reason.BROWSER_CRASH, True
+    if exitcode != 0 or not handle.leaving:
+        return f"crashed (exit code {exitcode})", True
+    return ("stopped" if handle.leaving == "stop" else handle.leaving), False
+
+
 def lost_task_result(handle: WorkerHandle, exitcode: int | None) -> TaskResult:
     task = handle.task
     assert task is not None
     reason = handle.kill_reason
-    if reason == "TIMEOUT":
+    if reason == Reason.TASK_TIMEOUT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.TIMEOUT,
-                          reason="TIMEOUT", message=f"{TaskTimeoutError.__name__}: the PO ran "
-                          "past max_task_timeout; its worker's process tree was killed")
-    if reason == "STOP_TIMEOUT":
+                          reason=Reason.TASK_TIMEOUT,
+                          message=f"{TaskTimeoutError.__name__}: the PO ran past "
+                          "max_task_timeout; its worker's process tree was killed")
+    if reason == Reason.STOP_TIMEOUT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.CANCELLED,
-                          reason="STOP_TIMEOUT", message="the pool stopped while this PO ran")
-    if reason == "MEMORY_LIMIT":
+                          reason=Reason.STOP_TIMEOUT,
+                          message="the pool stopped while this PO ran")
+    if reason == Reason.MEMORY_LIMIT:
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                          reason="MEMORY_LIMIT", retryable=True,
+                          reason=Reason.MEMORY_LIMIT, retryable=True,
                           message=f"the worker used {handle.memory_mb:.0f} MB; killed")
     return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                      reason="WORKER_CRASHED", retryable=True,
+                      reason=Reason.WORKER_CRASHED, retryable=True,
                       message=f"the worker died (exit code {exitcode}) during this PO")
 
 

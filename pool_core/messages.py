@@ -1,7 +1,11 @@
-"""Values that cross the process boundary between the supervisor and its workers.
+"""Values that cross the process boundary between the dispatcher and its workers.
 
-Only small frozen dataclasses and enums travel through the pipes (spawn context,
-pickled); never Playwright objects. Amounts stay Decimal end to end.
+    dispatcher ──Task / None (stop)──▶ worker
+    dispatcher ◀──Ready / StartupFailed / TaskReceived / Phase / TaskDone── worker
+
+Only small frozen dataclasses and enums travel through the pipes (pickled); never
+Playwright objects. Amounts stay Decimal end to end. A worker's exit code is a message
+too: EXIT_* below. Reason codes live in pool_core.reasons.
 """
 
 from __future__ import annotations
@@ -97,3 +101,52 @@ class TaskResult:
     remote_traceback: str = ""
     sources: tuple[SourceReport, ...] = ()  # every place looked at for files
     blocked_requests: tuple[str, ...] = ()  # sub-requests off the allow-list, aborted
+
+
+# Exit codes of a worker process (0: told to stop; negative: killed by a signal).
+EXIT_BROWSER_DIED = 3  # its browser died under a task (reported as TaskDone first)
+EXIT_STARTUP_FAILED = 4  # after StartupFailed
+EXIT_PARENT_DIED = 5  # its pipe closed: the dispatcher's process is gone
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker's browser is up: it waits for tasks."""
+
+    pid: int
+    at: float  # time.monotonic() (system-wide on Linux, comparable across processes)
+    steps: tuple[tuple[str, float], ...] = ()  # start-up steps (name, at)
+
+
+@dataclass(frozen=True)
+class StartupFailed:
+    """The worker could not start (its exit code follows: EXIT_STARTUP_FAILED)."""
+
+    message: str
+    remote_traceback: str
+
+
+@dataclass(frozen=True)
+class TaskReceived:
+    """A task arrived (the distribution latency is measured from it)."""
+
+    key: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The job reports where it is in its task (JobEnv.report_phase)."""
+
+    key: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    """One attempt ended."""
+
+    result: TaskResult
+    seconds: float
+    at: float
+    exiting: bool  # the worker exits after this message (browser died)

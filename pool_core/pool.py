@@ -1,10 +1,12 @@
-"""WorkerPool: the engine's public object (API reference: docs/worker_pool.md).
+"""WorkerPool: the engine's public, thread-safe object (API reference: docs/worker_pool.md).
 
-The public object is a thin, thread-safe facade: it validates, moves the state machine
-and hands work to a Supervisor thread (pool_core.supervisor), which owns the worker
-processes for one start..stop cycle. One condition variable guards everything; it is
-never held while waiting for a worker or a browser (waits release it), only briefly
-while start_processing() creates the temp roots.
+It validates, moves the state machine and hands work to a Dispatcher thread
+(pool_core.dispatcher), which owns the worker processes for one start..stop cycle and
+is reached only through its interface (pause, resume, set_target, request_stop, abort).
+One condition variable guards everything (the dispatcher's docstring lists what it
+shares); it is never held while waiting for a worker or a browser (waits release it),
+only briefly while start_processing() creates the temp roots. Browser launch policy
+(flags, modes, the driver's Node settings) lives in pool_core.browser.
 
 Signals: call install_signal_handlers() in the host's main thread to turn SIGTERM and
 SIGINT into a graceful stop_processing().
@@ -15,77 +17,37 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pool_core.browser import find_browser, launch_args
+from pool_core.browser import (
+    DEFAULT_NODE_OPTIONS,
+    default_node_compile_cache,
+    find_browser,
+    worker_browser_args,
+)
 from pool_core.config import (
     DEFAULT_PROCESS_FN,
     HeadlessConfiguration,
     PoolOptions,
     WorkerSpec,
+    check_pool_size,
 )
+from pool_core.dispatcher import Dispatcher
 from pool_core.errors import ProfileCreationError, WorkerStartupError
 from pool_core.events import EventBus, PoolEvent, PORecord, StateChanged
+from pool_core.priority import check_niceness
 from pool_core.profiles import ProfileManager, WorkerRoot
+from pool_core.reasons import Pause, PauseReason
 from pool_core.records import RunBook
 from pool_core.sites import SitePreset
 from pool_core.state import PoolStateMachine, PoolStatus
-from pool_core.supervisor import Supervisor
 from pool_core.task_source import InMemoryTaskSource, TaskSource, tasks_from_po_list
 from pool_core.worker import split_process_fn
 
 log = logging.getLogger(__name__)
-MIN_WORKERS, MAX_WORKERS = 1, 8
-# Extra Chromium flags per browser_mode; figures from bench/bench_pool.py (4 workers,
-# PSS of the whole tree per worker, 120 POs, median of 2 runs side by side):
-# "lean" drops the zygotes and runs the GPU service (software only: --disable-gpu)
-# inside the browser process: 159 MB busy / 123 MB idle against 170 / 141 for
-# "standard", start-up a little faster, and no more CPU: 0.19 s per PO against 0.21 for
-# the whole machine. (An earlier figure said lean cost 60% more CPU; it counted only
-# reaped children, and the renderers a zygote forks are never reaped by us.) Each
-# renderer is then a fresh exec instead of a zygote fork, which the worker rarely pays
-# since it keeps its page from PO to PO. Chromium refuses --no-zygote with its sandbox
-# on, so "auto" (the default) is lean where Chromium runs without its sandbox (as root,
-# in containers and CI) and standard elsewhere. "single-process" crashed the browser
-# when a context was opened after another closed (Trace/breakpoint trap): measured,
-# not recommended.
-BROWSER_MODES: dict[str, tuple[str, ...]] = {
-    "standard": (),
-    "lean": ("--no-zygote", "--in-process-gpu"),
-    "single-process": ("--single-process", "--no-zygote"),
-}
-NODE_CACHE_DIR = "poolsite-node-compile-cache"
-# For each Playwright driver (node, ~70 MB of a worker's ~150 MB): a 1 MB young generation
-# (-11 MB PSS per worker) and no JIT (-5 MB; the driver's CPU per PO did not measurably
-# change: bench/bench_pool.py). Without a JIT node has no WebAssembly, which only
-# Playwright's trace/screencast WebP codec uses; poolsite records neither. Pass
-# node_options="--max-semi-space-size=1" to have the JIT back.
-DEFAULT_NODE_OPTIONS = "--max-semi-space-size=1 --jitless"
-
-
-def _check_size(size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or not (
-            MIN_WORKERS <= size <= MAX_WORKERS):
-        raise ValueError(f"pool size must be an int from {MIN_WORKERS} to {MAX_WORKERS}, "
-                         f"got {size!r}")
-    return size
-
-
-def _mode_args(mode: str) -> tuple[str, ...]:
-    unsandboxed = "--no-sandbox" in launch_args()
-    if mode == "auto":
-        mode = "lean" if unsandboxed else "standard"
-    if mode not in BROWSER_MODES:
-        raise ValueError(f"browser_mode must be auto or one of {', '.join(BROWSER_MODES)}, "
-                         f"got {mode!r}")
-    if mode != "standard" and not unsandboxed:
-        raise ValueError(f"browser_mode {mode!r} needs Chromium without its sandbox "
-                         "(only when running as root in a container)")
-    return BROWSER_MODES[mode]
 
 
 class WorkerPool:
@@ -104,28 +66,19 @@ class WorkerPool:
         output_root: where the processing function saves documents.
         site: the SitePreset of the procurement site (allow-list, login detection).
         process_fn: dotted path of the processing function (see pool_core.config).
-        retry_limit: requeues of a failed PO after its first attempt (crashes included).
-        retry_backoff: seconds before a retried PO is handed out again.
-        max_rate_limit_requeues: HTTP 429 requeues that do not burn the retry budget;
-            later ones do, so a rate-limited PO ends after a bounded number of attempts.
-        pause_after_site_failures: consecutive HTTP_5xx/NETWORK results that pause the
-            pool (0 disables).
-        memory_soft_limit_mb / memory_hard_limit_mb: PSS of a worker's whole tree above
-            which it is recycled after its PO / killed (PO retried as MEMORY_LIMIT).
-        memory_check_interval: seconds between memory samples and heartbeats.
+        retry_limit, retry_backoff, max_rate_limit_requeues, pause_after_site_failures,
+        memory_soft_limit_mb, memory_hard_limit_mb, memory_check_interval: the retry,
+            pause and memory policy; see pool_core.config.PoolOptions.
         recycle_browser_after: relaunch a worker's browser after this many POs.
         browser_path: Chromium executable (default: pool_core.browser.find_browser()).
         browser_mode: "auto" (lean without Chromium's sandbox, else standard),
             "standard", "lean" (~11 MB less per busy worker, no more CPU) or
-            "single-process" (unstable); see BROWSER_MODES.
+            "single-process" (unstable); see pool_core.browser.BROWSER_MODES.
         extra_browser_args: more Chromium flags.
         node_options: NODE_OPTIONS for each Playwright driver ("" to leave unset); see
-            DEFAULT_NODE_OPTIONS.
-        browser_nice: niceness (0-19) given to each worker's driver and browser. The
-            browsers are the bulk work; the supervisor, the worker processes and the
-            web server coordinate and should answer first. Throughput is unchanged
-            (the browsers share the CPU among themselves as before); hand-offs between
-            POs wait less behind rendering. 0 leaves them at the worker's priority.
+            pool_core.browser.DEFAULT_NODE_OPTIONS.
+        browser_nice: niceness (0-19) of each worker's driver and browser, so that the
+            coordinating processes answer first (0: the worker's); see pool_core.priority.
         node_compile_cache: folder for Node's code cache, shared by all drivers and kept
             between runs (default: <system temp>/poolsite-node-compile-cache; "" disables).
         nav_timeout / download_timeout: seconds, passed to the job in JobEnv.
@@ -169,7 +122,7 @@ class WorkerPool:
         on_event: Callable[[PoolEvent], None] | None = None,
         keep_records: bool = True,
     ) -> None:
-        self._pool_size = _check_size(pool_size)
+        self._pool_size = check_pool_size(pool_size)
         self._keep_records = keep_records
         if headless_config is None:
             headless_config = HeadlessConfiguration()
@@ -180,15 +133,6 @@ class WorkerPool:
             raise TypeError("profile_manager must be a ProfileManager")
         if not max_task_timeout or max_task_timeout <= 0:
             raise ValueError("max_task_timeout must be a positive number of seconds")
-        if retry_limit < 0 or max_rate_limit_requeues < 0:
-            raise ValueError("retry_limit and max_rate_limit_requeues must be >= 0")
-        if isinstance(browser_nice, bool) or not isinstance(browser_nice, int) or not (
-                0 <= browser_nice <= 19):
-            raise ValueError(f"browser_nice must be an int from 0 to 19, got {browser_nice!r}")
-        self._headless = headless_config.effective_headless()
-        self.headless_config = headless_config
-        self.profile_manager = profile_manager or ProfileManager()
-        split_process_fn(process_fn)  # fail now, not in every worker (no import here)
         self._options = PoolOptions(
             max_task_timeout_s=float(max_task_timeout), startup_timeout_s=startup_timeout,
             retry_limit=retry_limit, retry_backoff_s=retry_backoff,
@@ -197,6 +141,11 @@ class WorkerPool:
             memory_soft_limit_mb=memory_soft_limit_mb,
             memory_hard_limit_mb=memory_hard_limit_mb,
             memory_check_interval_s=memory_check_interval)
+        check_niceness(browser_nice)
+        self._headless = headless_config.effective_headless()
+        self.headless_config = headless_config
+        self.profile_manager = profile_manager or ProfileManager()
+        split_process_fn(process_fn)  # fail now, not in every worker (no import here)
         self._spec_args: dict[str, Any] = dict(
             process_fn=process_fn, output_root=os.path.abspath(output_root),
             evidence_dir=os.path.join(os.path.abspath(output_root), "_evidence"), site=site,
@@ -204,18 +153,17 @@ class WorkerPool:
             launch_timeout_s=min(startup_timeout, 30.0),
             recycle_browser_after=recycle_browser_after, node_options=node_options,
             browser_nice=browser_nice,
-            node_compile_cache=os.path.join(tempfile.gettempdir(), NODE_CACHE_DIR)
+            node_compile_cache=default_node_compile_cache()
             if node_compile_cache is None else node_compile_cache)
         self._browser_path = browser_path
-        self._browser_args = (*launch_args(), *_mode_args(browser_mode),
-                              *extra_browser_args)
+        self._browser_args = worker_browser_args(browser_mode, extra_browser_args)
         self._site = site
         self._task_source = task_source
         self._cond = threading.Condition(threading.RLock())
         self._states = PoolStateMachine()
         self._bus = EventBus(on_event)
         self._book = RunBook(keep_done=self._keep_records)
-        self._supervisor: Supervisor | None = None
+        self._dispatcher: Dispatcher | None = None
         self._source: TaskSource | None = None
         self._last_stop_clean = True
         self._stop_in_progress = False
@@ -225,10 +173,11 @@ class WorkerPool:
     def status(self) -> PoolStatus:
         return self._states.state
 
-    def _set_state(self, new: PoolStatus, reason: str = "") -> None:
+    def _set_state(self, new: PoolStatus, reason: str = "",
+                   pause: Pause | None = None) -> None:
         with self._cond:
             old = self._states.transition(new, reason)
-            self._bus.emit(StateChanged(old, new, reason))
+            self._bus.emit(StateChanged(old, new, reason, pause))
             self._cond.notify_all()
 
     # -- start ---------------------------------------------------------------------------
@@ -262,16 +211,16 @@ class WorkerPool:
                                      else self._task_source)
             assert source is not None
             roots = self._create_roots()
-            supervisor = self._supervisor = Supervisor(
+            dispatcher = self._dispatcher = Dispatcher(
                 cond=self._cond, states=self._states, set_state=self._set_state,
                 book=self._book, bus=self._bus, options=self._options, spec=spec,
                 profiles=self.profile_manager, source=source, initial_roots=roots)
-            source.set_wakeup(supervisor.wake)
-            supervisor.start()
-            self._wait_for_workers(supervisor)
+            source.set_wakeup(dispatcher.wake)
+            dispatcher.start()
+            self._wait_for_workers(dispatcher)
             self._set_state(PoolStatus.RUNNING)
             self._book.dispatch_open_at = time.monotonic()
-        supervisor.wake()
+        dispatcher.wake()
         return True
 
     def _worker_spec(self) -> WorkerSpec:
@@ -280,39 +229,19 @@ class WorkerPool:
                           owner_pid=os.getpid(), **self._spec_args)
 
     def _create_roots(self) -> list[WorkerRoot]:
-        roots: list[WorkerRoot] = []
         try:
-            self.profile_manager.sweep_stale()
-            for slot in range(self._pool_size):
-                roots.append(self.profile_manager.create_root(slot))
+            return self.profile_manager.create_roots(self._pool_size)
         except Exception as exc:
-            for root in roots:
-                self.profile_manager.remove_root(root.path)
             self._set_state(PoolStatus.ERROR, f"profile set-up failed: {exc}")
             if isinstance(exc, ProfileCreationError):
                 raise
             raise ProfileCreationError(f"profile set-up failed: {exc}") from exc
-        return roots
 
-    def _wait_for_workers(self, supervisor: Supervisor) -> None:
-        deadline = time.monotonic() + self._options.startup_timeout_s + 5.0
-        while True:
-            if supervisor.startup_failure or supervisor.fatal or not supervisor.is_alive():
-                break
-            if supervisor.ready_workers() >= self._pool_size:
-                return
-            self._cond.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
-                supervisor.startup_failure = "workers did not become ready in time"
-                break
-        reason = supervisor.startup_failure or supervisor.fatal or "supervisor ended"
-        is_profile = supervisor.startup_failure_is_profile
-        supervisor.abort(reason)
-        self._cond.release()  # let the supervisor kill and clean up
-        try:
-            supervisor.join(30)
-        finally:
-            self._cond.acquire()
+    def _wait_for_workers(self, dispatcher: Dispatcher) -> None:
+        reason = dispatcher.wait_until_ready(self._pool_size)
+        if not reason:
+            return
+        is_profile = dispatcher.startup_failure_is_profile
         if self.status is not PoolStatus.ERROR:
             self._set_state(PoolStatus.ERROR, reason)
         if is_profile:
@@ -328,9 +257,7 @@ class WorkerPool:
                 raise RuntimeError("submit() needs a running pool started with a po_list")
             tasks = tasks_from_po_list(po_list, batch=batch, site=self._site,
                                        first_key=len(self._book.tracks))
-            known = {t.task.po_number for t in self._book.tracks.values()
-                     if t.task.batch == batch}
-            clash = [t.po_number for t in tasks if t.po_number in known]
+            clash = self._book.known_po_numbers(tasks)
             if clash:
                 raise ValueError(f"po_number already in batch {batch!r}: {clash[0]}")
             self._book.add(tasks, time.monotonic())
@@ -355,29 +282,29 @@ class WorkerPool:
             if self.status is PoolStatus.STARTING:
                 self._cond.wait_for(lambda: self.status is not PoolStatus.STARTING,
                                     timeout=self._options.startup_timeout_s + 10)
-            supervisor = self._supervisor
-            if self.status is PoolStatus.PAUSED and supervisor is not None:
-                supervisor.stop_requested = True  # so nothing is dispatched in between
-                self._set_state(PoolStatus.RUNNING, "stopping")
+            dispatcher = self._dispatcher
+            if dispatcher is not None and self.status in (PoolStatus.RUNNING, PoolStatus.PAUSED):
+                dispatcher.request_stop(timeout)  # from now on nothing is dispatched
+                if self.status is PoolStatus.PAUSED:
+                    self._set_state(PoolStatus.RUNNING, "stopping")
             self._set_state(PoolStatus.STOPPING)
             self._stop_in_progress = True
         try:
-            return self._finish_stop(supervisor, timeout)
+            return self._finish_stop(dispatcher, timeout)
         finally:
             with self._cond:
                 self._stop_in_progress = False
                 self._cond.notify_all()
 
-    def _finish_stop(self, supervisor: Supervisor | None, timeout: float) -> bool:
+    def _finish_stop(self, dispatcher: Dispatcher | None, timeout: float) -> bool:
         clean = True
-        if supervisor is not None:
-            supervisor.request_stop(timeout)
-            supervisor.join(timeout + 30)
-            clean = supervisor.stop_clean and not supervisor.is_alive()
-            if supervisor.is_alive():
-                log.error("supervisor did not end in time; aborting it")
-                supervisor.abort("stop timed out")
-                supervisor.join(30)
+        if dispatcher is not None:
+            dispatcher.join(timeout + 30)
+            clean = dispatcher.stop_clean and not dispatcher.is_alive()
+            if dispatcher.is_alive():
+                log.error("the dispatcher did not end in time; aborting it")
+                dispatcher.abort("stop timed out")
+                dispatcher.join(30)
         for path in self.profile_manager.our_roots():
             clean = False
             self.profile_manager.remove_root(path)
@@ -391,12 +318,12 @@ class WorkerPool:
     def reset(self) -> None:
         """Recover from ERROR: clean up leftovers and go back to IDLE."""
         with self._cond:
-            supervisor = self._supervisor
+            dispatcher = self._dispatcher
             if self.status is not PoolStatus.ERROR:
                 raise RuntimeError(f"reset() needs the ERROR state, the pool is {self.status}")
-        if supervisor is not None:
-            supervisor.abort("reset")
-            supervisor.join(30)
+        if dispatcher is not None:
+            dispatcher.abort("reset")
+            dispatcher.join(30)
         for path in self.profile_manager.our_roots():
             self.profile_manager.remove_root(path)
         self._set_state(PoolStatus.IDLE, "reset")
@@ -405,9 +332,10 @@ class WorkerPool:
     def pause_processing(self) -> bool:
         """Let workers finish their current PO and hand out no new ones."""
         with self._cond:
-            self._set_state(PoolStatus.PAUSED, "paused by request")
-            if self._supervisor is not None:
-                self._supervisor.pause_reason = "paused by request"
+            pause = Pause(PauseReason.REQUESTED)
+            self._set_state(PoolStatus.PAUSED, str(pause), pause)
+            if self._dispatcher is not None:
+                self._dispatcher.pause(pause)
         return True
 
     def resume_processing(self) -> bool:
@@ -415,14 +343,10 @@ class WorkerPool:
         with self._cond:
             if self.status is not PoolStatus.PAUSED:
                 raise RuntimeError(f"cannot resume: the pool is {self.status}, not PAUSED")
-            supervisor = self._supervisor
-            if supervisor is not None:
-                supervisor.pause_reason = ""
-                supervisor.site_failures = 0
             self._set_state(PoolStatus.RUNNING, "resumed")
             self._book.dispatch_open_at = time.monotonic()
-        if supervisor is not None:
-            supervisor.wake()
+            if self._dispatcher is not None:
+                self._dispatcher.resume()
         return True
 
     def scale_workers(self, new_size: int, *, wait: bool = True,
@@ -433,52 +357,49 @@ class WorkerPool:
         current PO. With `wait`, returns whether the pool reached the size in time.
         In IDLE this only sets the size of the next run.
         """
-        size = _check_size(new_size)
+        size = check_pool_size(new_size)
         with self._cond:
             if self.status is PoolStatus.IDLE:
                 self._pool_size = size
                 return True
-            supervisor = self._supervisor
-            if self.status not in (PoolStatus.RUNNING, PoolStatus.PAUSED) or supervisor is None:
+            dispatcher = self._dispatcher
+            if self.status not in (PoolStatus.RUNNING, PoolStatus.PAUSED) or dispatcher is None:
                 raise RuntimeError(f"cannot scale: the pool is {self.status}")
-            self._pool_size = supervisor.target_size = size
-        supervisor.wake()
+            self._pool_size = size
+            dispatcher.set_target(size)
         if not wait:
             return True
         limit = timeout if timeout is not None else (
             self._options.max_task_timeout_s + self._options.startup_timeout_s)
-
-        def reached() -> bool:
-            return (supervisor.target_size == size and len(supervisor.workers) == size
-                    and supervisor.ready_workers() == size
-                    and not any(w.leaving for w in supervisor.workers.values()))
-
         with self._cond:
             return self._cond.wait_for(
-                lambda: reached() or supervisor.finished.is_set(), timeout=limit) and reached()
+                lambda: dispatcher.at_size(size) or dispatcher.finished.is_set(),
+                timeout=limit) and dispatcher.at_size(size)
 
     # -- status and results --------------------------------------------------------------
     def get_status(self) -> dict[str, Any]:
         """Return the status keys listed in docs/worker_pool.md (get_status)."""
         with self._cond:
-            supervisor = self._supervisor
-            running = supervisor is not None and not supervisor.finished.is_set()
+            dispatcher = self._dispatcher
+            running = dispatcher is not None and not dispatcher.finished.is_set()
             book = self._book
             source = self._source
+            pause = dispatcher.paused_for if running and dispatcher and (
+                self.status is PoolStatus.PAUSED) else None
             return {
                 "pool_status": self.status,
                 "state_reason": self._states.reason,
-                "pause_reason": supervisor.pause_reason if running and supervisor and (
-                    self.status is PoolStatus.PAUSED) else "",
+                "pause_reason": str(pause) if pause else "",
+                "pause": pause,
                 "pool_size": self._pool_size,
-                "active_workers": supervisor.ready_workers() if running and supervisor else 0,
+                "active_workers": dispatcher.ready_workers() if running and dispatcher else 0,
                 "tasks_pending": source.pending() if source is not None and running else 0,
                 "tasks_active": book.active,
                 "tasks_completed": book.succeeded,
                 "tasks_failed": book.failed,
                 "tasks_cancelled": book.cancelled,
                 "tasks_total": book.total,
-                "worker_details": supervisor.worker_details() if running and supervisor
+                "worker_details": dispatcher.worker_details() if running and dispatcher
                 else [],
                 "performance_metrics": book.metrics(),
             }

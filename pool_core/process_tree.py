@@ -207,7 +207,7 @@ def trees_pss_mb(pids: Iterable[int]) -> dict[int, float]:
 
     One pass over the process table for all trees: `children(recursive=True)` scans
     every process on the machine per call, which made memory sampling of 8 workers the
-    supervisor's main CPU cost.
+    dispatcher's main CPU cost.
     """
     children: dict[int, list[int]] = {}
     for proc in psutil.process_iter(["ppid"]):

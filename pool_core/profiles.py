@@ -128,6 +128,20 @@ class ProfileManager:
         return WorkerRoot(path=path, worker_id=worker_id,
                           persistent_profile=bool(self.base_profile), storage_state=state_path)
 
+    def create_roots(self, count: int) -> list[WorkerRoot]:
+        """Sweep stale roots, then create one per worker 0..count-1: all or none (on any
+        failure the roots made so far are removed and the exception raised)."""
+        roots: list[WorkerRoot] = []
+        try:
+            self.sweep_stale()
+            for slot in range(count):
+                roots.append(self.create_root(slot))
+        except Exception:
+            for root in roots:
+                self.remove_root(root.path)
+            raise
+        return roots
+
     def remove_root(self, path: str) -> None:
         """Delete a root (its processes must be gone); never raises."""
         shutil.rmtree(path, ignore_errors=True)

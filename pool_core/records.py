@@ -67,6 +67,11 @@ class RunBook:
         for task in tasks:
             self.tracks[task.key] = _new_track(task, now)
 
+    def known_po_numbers(self, tasks: list[Task]) -> list[str]:
+        """The po_numbers of `tasks` already tracked in the same batch."""
+        known = {(t.task.batch, t.task.po_number) for t in self.tracks.values()}
+        return [t.po_number for t in tasks if (t.batch, t.po_number) in known]
+
     def track_for(self, task: Task, now: float) -> Track:
         """Return the track of a task, creating one for tasks a host's source invented."""
         track = self.tracks.get(task.key)

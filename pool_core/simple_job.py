@@ -17,6 +17,7 @@ from playwright.sync_api import Page
 
 from pool_core.config import JobEnv
 from pool_core.messages import FileRecord, POStatus, Task, TaskResult
+from pool_core.reasons import Reason
 from pool_core.url_guard import RequestGuard
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -49,10 +50,10 @@ def _save_page_pdf(page: Page, task: Task, job: JobEnv,
     except PlaywrightError as exc:
         if guard is not None and guard.left_site:
             return _left_site(task, job, guard.left_site[0])
-        return _result(task, POStatus.FAILED, "NETWORK", str(exc)[:300], retryable=True)
+        return _result(task, POStatus.FAILED, Reason.NETWORK, str(exc)[:300], retryable=True)
     status = response.status if response is not None else 0
     if job.site and any(fnmatch.fnmatchcase(page.url, p) for p in job.site.login_url_patterns):
-        return _result(task, POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+        return _result(task, POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                        f"redirected to the sign-in page {page.url}")
     if status == 429:
         retry_after = response.headers.get("retry-after", "1") if response else "1"
@@ -85,9 +86,9 @@ def _left_site(task: Task, job: JobEnv, refused: tuple[str, str]) -> TaskResult:
     url, why = refused
     patterns = job.site.login_url_patterns if job.site else ()
     if any(fnmatch.fnmatchcase(url, p) for p in patterns):
-        return _result(task, POStatus.LOGIN_REQUIRED, "LOGIN_REQUIRED",
+        return _result(task, POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                        f"redirected to the sign-in page {url[:300]}")
-    return _result(task, POStatus.FAILED, "BLOCKED_URL", f"refused {url[:300]}: {why}")
+    return _result(task, POStatus.FAILED, Reason.BLOCKED_URL, f"refused {url[:300]}: {why}")
 
 
 def _result(task: Task, status: POStatus, reason: str, message: str, *,

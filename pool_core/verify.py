@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pool_core.reasons import Reason
+
 PDF = b"%PDF-"
 ZIP = b"PK\x03\x04"
 OLE = bytes.fromhex("D0CF11E0A1B11AE1")
@@ -57,9 +59,9 @@ def verify_file(path: Path, name: str = "", content_type: str = "") -> Verdict:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return Verdict(False, 0, "", "MISSING", f"{path.name}: no file arrived")
+        return Verdict(False, 0, "", Reason.MISSING, f"{path.name}: no file arrived")
     if size == 0:
-        return Verdict(False, 0, "", "EMPTY", f"{name or path.name}: 0 bytes")
+        return Verdict(False, 0, "", Reason.EMPTY, f"{name or path.name}: 0 bytes")
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
@@ -79,13 +81,13 @@ def sniff_problem(head: bytes, name: str, content_type: str = "") -> tuple[str, 
     # Even as "x.html": a sign-in page downloaded after the session expired is named
     # "new.html" by the browser, and must not count as a document.
     if looks_like_html(head):
-        return "HTML_PAGE", f"{name}: the server sent an HTML page, not the document"
+        return Reason.HTML_PAGE, f"{name}: the server sent an HTML page, not the document"
     expected = MAGIC_BY_EXTENSION.get(extension)
     if expected is None:
         expected = MAGIC_BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
     if expected and not head.startswith(expected):
         kind = extension or content_type
-        return "TYPE_MISMATCH", f"{name}: does not start like a {kind} file ({head[:8]!r})"
+        return Reason.TYPE_MISMATCH, f"{name}: does not start like a {kind} file ({head[:8]!r})"
     return None
 
 

@@ -1,9 +1,11 @@
 """The worker process: one Playwright driver and one Chromium, one PO at a time.
 
-    supervisor ──Task / None (stop)──▶ worker_main ──▶ process_fn(page, task, job)
-    supervisor ◀──Ready / StartupFailed / TaskReceived / Phase / TaskDone── worker
+    dispatcher ──Task / None (stop)──▶ worker_main ──▶ process_fn(page, task, job)
+    dispatcher ◀──Ready / StartupFailed / TaskReceived / Phase / TaskDone── worker
 
-Only the small frozen dataclasses below and pool_core.messages values cross the pipe.
+Only pool_core.messages values cross the pipe. This module holds the process's entry
+point (worker_main), how worker processes are made (process_context, the fork server)
+and the worker's browser session; OS priority lives in pool_core.priority.
 The worker keeps one page (its tab, in a context of its own) from PO to PO while POs
 end well: a new page costs a new renderer process, about half the CPU of a PO. After
 each PO the renderer's garbage is collected, and the tab is handed to the next PO as
@@ -16,13 +18,12 @@ TAB_IDLE_RELEASE_S. The browser itself is relaunched every
 `recycle_browser_after` POs, which also bounds what a long-lived context keeps
 (Playwright holds request objects until a context closes).
 If the browser dies under a task, the worker reports the task as retryable and exits;
-the supervisor starts a replacement on a fresh temp root.
+the dispatcher starts a replacement on a fresh temp root.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import importlib.util
 import logging
@@ -30,13 +31,12 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
-import sys
 import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,20 @@ import psutil
 from pool_core.config import JobEnv, WorkerSpec
 from pool_core.egress_proxy import EgressFailure, EgressProxy
 from pool_core.errors import says_target_closed
-from pool_core.messages import POStatus, Task, TaskResult
+from pool_core.messages import (
+    EXIT_BROWSER_DIED,
+    EXIT_PARENT_DIED,
+    EXIT_STARTUP_FAILED,
+    Phase,
+    POStatus,
+    Ready,
+    StartupFailed,
+    Task,
+    TaskDone,
+    TaskReceived,
+    TaskResult,
+)
+from pool_core.priority import forbid_raising_priority, lower_priority
 from pool_core.process_tree import (
     WORKER_NAME_PREFIX,
     is_browser_main,
@@ -56,6 +69,7 @@ from pool_core.process_tree import (
     wait_gone,
 )
 from pool_core.profiles import WorkerRoot
+from pool_core.reasons import Reason
 
 if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -65,8 +79,6 @@ if TYPE_CHECKING:  # (Windows has no ForkServerContext to import at run time)
 # Modules a fork server imports once, so a worker forked from it starts with them loaded.
 FORKSERVER_PRELOAD = ["pool_core.worker", "playwright.sync_api", "pool_core.processing",
                       "pool_core.simple_job"]
-EXIT_BROWSER_DIED = 3
-PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 log = logging.getLogger(__name__)
 # Outcomes after which the page is known to be in order, so the next PO may use it.
 TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
@@ -75,42 +87,6 @@ TAB_KEPT_AFTER = (POStatus.COMPLETED, POStatus.PARTIAL, POStatus.NO_ATTACHMENTS,
 # only worth keeping while POs follow each other (the next one arrives within ms).
 TAB_IDLE_RELEASE_S = 2.0
 BROWSER_EXIT_WAIT_S = 0.5  # how long a "closed" error waits for the browser to exit
-BROWSER_LOST_BEFORE_START = "BROWSER_LOST_BEFORE_START"  # requeued without charge
-EXIT_STARTUP_FAILED = 4
-EXIT_PARENT_DIED = 5
-
-
-@dataclass(frozen=True)
-class Ready:
-    pid: int
-    at: float  # time.monotonic() (system-wide on Linux, comparable across processes)
-    steps: tuple[tuple[str, float], ...] = ()  # start-up steps (name, at)
-
-
-@dataclass(frozen=True)
-class StartupFailed:
-    message: str
-    remote_traceback: str
-
-
-@dataclass(frozen=True)
-class TaskReceived:
-    key: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Phase:
-    key: str
-    phase: str
-
-
-@dataclass(frozen=True)
-class TaskDone:
-    result: TaskResult
-    seconds: float
-    at: float
-    exiting: bool  # the worker exits after this message (browser died)
 
 
 def split_process_fn(dotted: str) -> tuple[str, str]:
@@ -175,7 +151,7 @@ def worker_main(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connec
     name_process(f"{WORKER_NAME_PREFIX}{worker_id}")
     _prepare_environment(spec, root)
     if spec.browser_nice > 0:
-        _forbid_raising_priority()
+        forbid_raising_priority()
     _exit_with_parent(root)
     try:
         process_fn = resolve_process_fn(spec.process_fn)
@@ -236,45 +212,6 @@ def _serve(worker_id: int, spec: WorkerSpec, root: WorkerRoot, conn: Connection,
             session.launch()
 
 
-def _lower_priority(processes: list[psutil.Process], niceness: int) -> None:
-    """Renice the driver and browser, thread by thread (Linux niceness is per thread).
-
-    Zygotes included, so the renderers they fork later inherit it, and without a zygote
-    the browser's renderers inherit it from the browser. Raising niceness needs no
-    privilege; Chromium cannot lower it again (_forbid_raising_priority).
-
-    Playwright starts Chromium in a session of its own, and with the kernel's autogroup
-    scheduling (sched_autogroup_enabled, the default on desktop and many servers) each
-    session is a group that gets an equal CPU share however nice its threads are: eight
-    browsers would leave the host, the workers and the drivers one ninth of the CPU.
-    So the browser's autogroup gets the same niceness.
-    """
-    if niceness <= 0:
-        return
-    ours = _autogroup(os.getpid())
-    groups_done: set[str] = set()
-    for proc in processes:
-        with contextlib.suppress(psutil.Error, OSError):
-            for thread in proc.threads():
-                with contextlib.suppress(OSError):
-                    if os.getpriority(os.PRIO_PROCESS, thread.id) < niceness:
-                        os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
-        group = _autogroup(proc.pid)
-        if group and group != ours and group not in groups_done:
-            groups_done.add(group)
-            with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/autogroup", "w") as fh:
-                fh.write(str(niceness))
-
-
-def _autogroup(pid: int) -> str:
-    """The autogroup of a process ("/autogroup-85"), or "" without autogroups."""
-    try:
-        with open(f"/proc/{pid}/autogroup", encoding="ascii") as fh:
-            return fh.read().split()[0]
-    except (OSError, IndexError):
-        return ""
-
-
 def _is_driver(proc: psutil.Process) -> bool:
     try:
         return proc.name().startswith("node")
@@ -318,7 +255,7 @@ class _BrowserSession:
         children = psutil.Process().children(recursive=True)
         record_pids(self.root.path, [os.getpid()] + [p.pid for p in children])
         self.browser_main = next((p for p in children if is_browser_main(p)), None)
-        _lower_priority(children, self.spec.browser_nice)
+        lower_priority(children, self.spec.browser_nice)
 
     def egress_failures(self) -> list[EgressFailure]:
         return self.proxy.take_failures() if self.proxy else []
@@ -342,8 +279,8 @@ class _BrowserSession:
             # The browser died while the worker was idle: the PO never started.
             result = self._exception_result(task, exc)
             self.close_tab()  # whatever broke, the next PO starts on a new page
-            if result.reason == "BROWSER_CRASH":
-                return replace(result, reason=BROWSER_LOST_BEFORE_START)
+            if result.reason == Reason.BROWSER_CRASH:
+                return replace(result, reason=Reason.BROWSER_LOST_BEFORE_START)
             return result
         try:
             result = process_fn(page, task, job)
@@ -352,7 +289,7 @@ class _BrowserSession:
         except Exception as exc:
             result = self._exception_result(task, exc)
         if self.crashed and result.status is not POStatus.LOGIN_REQUIRED:
-            result = replace(result, status=POStatus.FAILED, reason="BROWSER_CRASH",
+            result = replace(result, status=POStatus.FAILED, reason=Reason.BROWSER_CRASH,
                              retryable=True, message=result.message or "the browser died")
         if not (self._keeps_tab(page, result) and self._collect_garbage()):
             self.close_tab()
@@ -447,14 +384,14 @@ class _BrowserSession:
                 says_target_closed(exc) and self._browser_exited()):
             self.crashed = True
             return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                              reason="BROWSER_CRASH", message=str(exc)[:500], retryable=True,
+                              reason=Reason.BROWSER_CRASH, message=str(exc)[:500], retryable=True,
                               remote_traceback=tb)
         if isinstance(exc, PlaywrightTimeout):
             return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                              reason="PLAYWRIGHT_TIMEOUT", message=str(exc)[:500],
+                              reason=Reason.PLAYWRIGHT_TIMEOUT, message=str(exc)[:500],
                               retryable=True, remote_traceback=tb)
         return TaskResult(key=task.key, po_number=task.po_number, status=POStatus.FAILED,
-                          reason="JOB_ERROR", message=f"{type(exc).__name__}: {exc}"[:500],
+                          reason=Reason.JOB_ERROR, message=f"{type(exc).__name__}: {exc}"[:500],
                           remote_traceback=tb)
 
     def close(self) -> None:
@@ -465,7 +402,7 @@ class _BrowserSession:
             if self.browser is not None:
                 self.browser.close()
         except Exception:
-            pass  # the supervisor kills whatever is left and removes the root
+            pass  # the dispatcher kills whatever is left and removes the root
         self.browser = None
         self.persistent = None
 
@@ -482,26 +419,8 @@ def _prepare_environment(spec: WorkerSpec, root: WorkerRoot) -> None:
         os.environ["NODE_COMPILE_CACHE"] = spec.node_compile_cache
 
 
-def _forbid_raising_priority() -> None:
-    """Keep the driver and Chromium from undoing _lower_priority.
-
-    As root, Chromium raises threads it deems urgent to nice -8: compositor and IO
-    threads, and without a zygote (lean mode) each renderer's main thread, the one that
-    runs the page. They would then outrank the supervisor and the workers. Dropping
-    CAP_SYS_NICE from this process's bounding set leaves the programs it starts (the
-    driver, the browser) without it, so their attempts fail (EPERM) and they run at the
-    worker's niceness. This process keeps its own capabilities. Linux only; where the
-    call is not allowed (no CAP_SETPCAP) Chromium's threads stay as it sets them.
-    """
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        return  # without root, RLIMIT_NICE (0 by default) already forbids raising
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
-        log.debug("could not drop CAP_SYS_NICE: errno %s", ctypes.get_errno())
-
-
 def _exit_with_parent(root: WorkerRoot) -> None:
-    """Kill this worker's tree and exit when the supervisor's process dies."""
+    """Kill this worker's tree and exit when the pool's process dies."""
     parent = multiprocessing.parent_process()
     if parent is None:
         return

@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from pool_core.reasons import Reason
 from poolsite.batches.models import Attempt, Batch, PurchaseOrder, Status
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.models import PoolEvent, PoolHost, PoolPlan
@@ -30,7 +31,7 @@ from poolsite.supervisor.models import PoolEvent, PoolHost, PoolPlan
 PHASES = ("open PO page", "read attachments", "download", "verify files", "save page PDF")
 FAILURE_KINDS = (
     (Status.LOGIN_REQUIRED, "LOGIN_REQUIRED", "The site asked for a login on /order_headers"),
-    (Status.TIMEOUT, "TIMEOUT", "Page did not load within 30 s"),
+    (Status.TIMEOUT, Reason.NAV_TIMEOUT, "Page did not load within 30 s"),
     (Status.PO_NOT_FOUND, "PO_NOT_FOUND", "Search returned no PO with this number"),
     (Status.FAILED, "DOWNLOAD_FAILED", "Attachment download failed: HTTP 502"),
 )

@@ -10,6 +10,7 @@ from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 
+from pool_core.reasons import Pause, PauseReason
 from poolsite.batches.models import (
     PENDING_STATUSES,
     SUCCESS_STATUSES,
@@ -19,9 +20,6 @@ from poolsite.batches.models import (
     Status,
 )
 from poolsite.notifications.models import Event, NotificationEvent
-
-LOGIN_PAUSE = "LOGIN_REQUIRED"
-OUTAGE_PAUSE = "SITE_FAILING"
 
 
 @dataclass(frozen=True)
@@ -79,11 +77,12 @@ def batch_finished(batch_id: int) -> Message:
 
 
 def what_to_do(reason: str) -> str:
-    if reason.startswith(LOGIN_PAUSE):
+    pause = Pause.from_text(reason)
+    if pause is not None and pause.reason is PauseReason.LOGIN_REQUIRED:
         return ("What to do: capture a new session on the Site sessions page "
                 f"({public_url(reverse('site_sessions'))}), then press Resume on the "
                 f"dashboard ({public_url('/')}).")
-    if reason.startswith(OUTAGE_PAUSE):
+    if pause is not None and pause.reason is PauseReason.SITE_FAILING:
         return (f"The site is failing. poolsite asks it again every "
                 f"{settings.POOL_SITE_PROBE_SECONDS:g} s and resumes by itself once it "
                 "answers; the POs the outage failed are queued again. Nothing to do unless "
@@ -96,7 +95,8 @@ def auto_paused(reason: str, batch_id: int | None, host: str) -> Message:
     batch = (Batch.objects.filter(pk=batch_id).select_related("site").first()
              if batch_id is not None else None)
     lines: list[str] = []
-    kind = reason.split(":", 1)[0] if reason.startswith((LOGIN_PAUSE, OUTAGE_PAUSE)) else ""
+    pause = Pause.from_text(reason)
+    kind = str(pause.reason) if pause is not None else ""
     where = f" on batch {batch.name}" if batch else ""
     subject = f"poolsite paused itself{where}: {kind or reason[:80]}"
     if batch is not None:

@@ -18,12 +18,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
+from pool_core.reasons import SITE_FAILURE_PREFIXES, Pause, PauseReason
 from pool_core.sites import SitePreset
 from poolsite.batches.models import PurchaseOrder, Status
 from poolsite.supervisor.models import PoolPlan
-
-OUTAGE_PAUSE = "SITE_FAILING"  # the engine's pause reason after consecutive 5xx/network
-OUTAGE_REASONS = ("HTTP_5", "NETWORK")  # what a PO failed with while the site was down
 
 
 def site_answers(site: SitePreset) -> bool:
@@ -59,7 +57,8 @@ class OutageProbe:
         None when it did not resume (not an outage pause, not time to probe, the site
         still down, or another host resumed first). `site_of(batch_id)` gives the site.
         """
-        if not plan.reason.startswith(OUTAGE_PAUSE) or plan.batch_id is None:
+        pause = Pause.from_text(plan.reason)
+        if pause is None or pause.reason is not PauseReason.SITE_FAILING or plan.batch_id is None:
             return None
         now = time.monotonic()
         if now - self._last < self.every:
@@ -75,7 +74,7 @@ class OutageProbe:
             if resumed is None:
                 return None
             failed_by_outage = Q()
-            for prefix in OUTAGE_REASONS:
+            for prefix in SITE_FAILURE_PREFIXES:  # what a PO failed with while the site was down
                 failed_by_outage |= Q(reason__startswith=prefix)
             requeued = PurchaseOrder.objects.filter(
                 failed_by_outage, batch=plan.batch_id, status=Status.FAILED).retry()

@@ -40,18 +40,13 @@ from pool_core.events import (
     WorkerStopped,
 )
 from pool_core.messages import POStatus
+from pool_core.reasons import TIMEOUT_REASONS
 from poolsite.batches.models import Attempt, ControlAction, Document, PurchaseOrder, Status
 from poolsite.supervisor.broadcast import Broadcaster
 from poolsite.supervisor.models import PoolEvent
 
 log = logging.getLogger(__name__)
 WRITE_ATTEMPTS = 30  # with backoff capped at 10 s: about four minutes
-WORKER_CRASH_REASONS = ("crashed", "TIMEOUT", "MEMORY_LIMIT", "BROWSER_CRASH", "STOP_TIMEOUT")
-
-
-def _is_crash(reason: str) -> bool:
-    """Whether a worker ended abnormally ("crashed (exit code -9)", "TIMEOUT", …)."""
-    return reason.startswith(WORKER_CRASH_REASONS)
 
 
 def _worker_text(worker_id: int | None) -> str:
@@ -169,9 +164,9 @@ class Recorder:
                       "warning")
 
     def _worker_stopped(self, event: WorkerStopped) -> None:
-        self._card(event.worker_id, state="dead" if _is_crash(event.reason) else "stopped",
+        self._card(event.worker_id, state="dead" if event.crashed else "stopped",
                    po_number="", phase="")
-        if _is_crash(event.reason):
+        if event.crashed:
             self.note("worker_crashed", f"worker {event.worker_id} (pid {event.pid}) ended: "
                       f"{event.reason}", "error")
 
@@ -186,7 +181,7 @@ class Recorder:
     def _state_changed(self, event: StateChanged) -> None:
         self.broadcaster.pool({"host": self.host, "state": str(event.new),
                                "reason": event.reason})
-        if event.new == "PAUSED" and event.reason and not event.reason.startswith("paused by"):
+        if event.new == "PAUSED" and event.pause is not None and event.pause.automatic:
             self.note("auto_paused", f"pool paused: {event.reason}", "error")
 
     # -- the writer thread ------------------------------------------------------------------
@@ -236,7 +231,7 @@ class Recorder:
                                      message=payload["message"][:500])
 
     def _record_requeued(self, event: PORequeued) -> None:
-        status = Status.TIMEOUT if event.reason == "TIMEOUT" else Status.FAILED
+        status = Status.TIMEOUT if event.reason in TIMEOUT_REASONS else Status.FAILED
         with transaction.atomic():
             retried = f"retried{f' after {event.delay:.0f} s' if event.delay else ''}"
             Attempt.objects.create(

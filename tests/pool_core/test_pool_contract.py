@@ -23,10 +23,10 @@ from pool_core import (
     WorkerPool,
     WorkerStartupError,
 )
-from pool_core.browser import launch_args
+from pool_core.browser import BROWSER_MODES, launch_args, mode_args
 from pool_core.events import EventKind
 from pool_core.messages import POStatus
-from pool_core.pool import BROWSER_MODES, _mode_args
+from pool_core.reasons import Pause, PauseReason
 from pool_core.state import TRANSITIONS, PoolStateMachine, is_legal
 from pool_core.task_source import InMemoryTaskSource, tasks_from_po_list
 from poolsite.demo_erp import catalog
@@ -40,7 +40,7 @@ PoolFactory = Callable[..., WorkerPool]
 
 
 def test_it_imports_without_django() -> None:
-    code = ("import sys, pool_core, pool_core.pool, pool_core.worker, pool_core.supervisor; "
+    code = ("import sys, pool_core, pool_core.pool, pool_core.worker, pool_core.dispatcher; "
             "assert 'django' not in sys.modules, 'django imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -194,6 +194,8 @@ def test_it_pauses_and_resumes(site: DemoSite, make_pool: PoolFactory) -> None:
     time.sleep(1.0)
     assert pool.get_status()["tasks_active"] == 0
     assert pool.get_results()[0] == paused_done < 8
+    assert pool.get_status()["pause"] == Pause(PauseReason.REQUESTED)
+    assert pool.get_status()["pause_reason"] == "paused by request"
     assert pool.resume_processing() is True
     assert pool.wait_until_done(60)
     assert pool.get_results()[:2] == (8, 0)
@@ -268,13 +270,15 @@ def test_it_pauses_itself_when_the_session_is_gone(
     pool.start_processing(catalog.demo_batch(site.base_url, 4))
     assert pool.wait_for_status(PoolStatus.PAUSED, 30)
     status = pool.get_status()
-    assert status["pause_reason"].startswith("LOGIN_REQUIRED")
+    assert status["pause_reason"].startswith("LOGIN_REQUIRED: ")
+    assert status["pause"].reason is PauseReason.LOGIN_REQUIRED and status["pause"].automatic
     assert status["tasks_failed"] == 0  # the POs wait for the operator, they did not fail
     assert pool.stop_processing(timeout=10)
     assert {r.status for r in pool.get_records()} == {POStatus.CANCELLED}
     pool._bus.flush()
     assert any(e.kind is EventKind.STATE_CHANGED and e.new is PoolStatus.PAUSED
-               and "LOGIN_REQUIRED" in e.reason for e in events)
+               and "LOGIN_REQUIRED" in e.reason and e.pause == status["pause"]
+               for e in events)
 
 
 def test_it_pauses_after_consecutive_site_failures_and_resumes(
@@ -283,7 +287,10 @@ def test_it_pauses_after_consecutive_site_failures_and_resumes(
     pool = make_pool(1, pause_after_site_failures=2, retry_limit=5)
     pool.start_processing(catalog.demo_batch(site.base_url, 3))
     assert pool.wait_for_status(PoolStatus.PAUSED, 30)
-    assert pool.get_status()["pause_reason"].startswith("SITE_FAILING")
+    status = pool.get_status()
+    assert status["pause_reason"].startswith("SITE_FAILING: ")
+    assert status["pause"].reason is PauseReason.SITE_FAILING
+    assert Pause.from_text(status["pause_reason"]) == status["pause"]
     site.down = False
     pool.resume_processing()
     assert pool.wait_until_done(30)
@@ -356,8 +363,8 @@ def test_it_runs_other_browser_modes(site: DemoSite, make_pool: PoolFactory, mod
 
 def test_auto_mode_is_lean_only_without_the_sandbox() -> None:
     lean = BROWSER_MODES["lean"]
-    assert (_mode_args("auto") == lean) == ("--no-sandbox" in launch_args())
-    assert _mode_args("standard") == ()
+    assert (mode_args("auto") == lean) == ("--no-sandbox" in launch_args())
+    assert mode_args("standard") == ()
 
 
 def test_it_feeds_more_pos_while_running(site: DemoSite, make_pool: PoolFactory) -> None:

@@ -79,7 +79,8 @@ def test_it_retries_the_po_of_a_sigkilled_worker_elsewhere(
                                 and w["pid"] != victim["pid"]
                                 for w in pool.get_status()["worker_details"]))
     assert pool.stop_processing(10)
-    assert any(isinstance(e, WorkerStopped) and e.reason.startswith("crashed") for e in events)
+    assert any(isinstance(e, WorkerStopped) and e.reason.startswith("crashed") and e.crashed
+               for e in events)
 
 
 @pytest.mark.slow
@@ -126,8 +127,8 @@ def test_it_recovers_when_only_the_browser_is_killed(
     assert (record.status, record.attempts) == (POStatus.COMPLETED, 2)
     assert wait_for(lambda: [w["restarts"] for w in pool.get_status()["worker_details"]] == [1])
     assert pool.stop_processing(10)
-    ended = [e.reason for e in events if isinstance(e, WorkerStopped)]
-    assert ended == ["BROWSER_CRASH", "stopped"], ended
+    ended = [(e.reason, e.crashed) for e in events if isinstance(e, WorkerStopped)]
+    assert ended == [("BROWSER_CRASH", True), ("stopped", False)], ended
 
 
 @pytest.mark.slow
@@ -194,7 +195,7 @@ def test_it_times_out_a_hanging_page_and_replaces_the_worker(
     assert pool.wait_until_done(60)
     assert_one_record_per_po(pool, batch)
     hang = next(r for r in pool.get_records() if r.po_number == catalog.HANG)
-    assert (hang.status, hang.reason, hang.attempts) == (POStatus.TIMEOUT, "TIMEOUT", 1)
+    assert (hang.status, hang.reason, hang.attempts) == (POStatus.TIMEOUT, "TASK_TIMEOUT", 1)
     assert pool.get_results()[:2] == (3, 1)
     pool._bus.flush()
     started = next(e.at for e in events if isinstance(e, POStarted) and e.po_number == catalog.HANG)

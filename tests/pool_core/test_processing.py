@@ -260,7 +260,7 @@ def test_a_page_that_never_answers_times_out_with_evidence(
     started = time.monotonic()
     result = run(signed_in, site, catalog.HANG, job)
     assert (result.status, result.reason, result.retryable) == (
-        POStatus.TIMEOUT, "TIMEOUT", True)
+        POStatus.TIMEOUT, "NAV_TIMEOUT", True)
     assert time.monotonic() - started < 15  # evidence must not wait for the hung page
     assert any(p.endswith(".html") for p in result.evidence)
 
@@ -273,7 +273,7 @@ def test_evidence_from_a_kept_page_never_shows_the_previous_po(
     assert NORMAL[0] in signed_in.content()
     job = dataclasses.replace(job, nav_timeout_s=1.0)
     result = run(signed_in, site, catalog.HANG, job)
-    assert (result.status, result.reason) == (POStatus.TIMEOUT, "TIMEOUT")
+    assert (result.status, result.reason) == (POStatus.TIMEOUT, "NAV_TIMEOUT")
     (html,) = [p for p in result.evidence if p.endswith(".html")]
     assert NORMAL[0] not in Path(html).read_text(encoding="utf-8")
     assert any(p.endswith(".png") for p in result.evidence)
