@@ -7,6 +7,7 @@ every variable with its default.
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,17 @@ def envint(name: str, default: str) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
+
+
+def envfloat(name: str, default: str) -> float:
+    value = os.getenv(name, default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number of seconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number of seconds")
+    return number
 
 
 def envlist(name: str, default: str) -> list[str]:
@@ -208,14 +220,14 @@ POOL_MAX_ATTEMPTS = envint("POOL_MAX_ATTEMPTS", "3")  # crash re-queues count to
 POOL_MEMORY_SOFT_MB = envint("POOL_MEMORY_SOFT_MB", "400")  # recycle after the PO
 POOL_MEMORY_HARD_MB = envint("POOL_MEMORY_HARD_MB", "800")  # kill now, retry the PO
 # How often each worker tree's PSS is measured (a sample of 8 trees costs ~0.1 s CPU).
-POOL_MEMORY_CHECK_SECONDS = float(os.getenv("POOL_MEMORY_CHECK_SECONDS", "10"))
+POOL_MEMORY_CHECK_SECONDS = envfloat("POOL_MEMORY_CHECK_SECONDS", "10")
 POOL_LEASE_SECONDS = envint("POOL_LEASE_SECONDS", "60")
-POOL_POLL_SECONDS = float(os.getenv("POOL_POLL_SECONDS", "1.0"))
+POOL_POLL_SECONDS = envfloat("POOL_POLL_SECONDS", "1.0")
 POOL_STOP_TIMEOUT = envint("POOL_STOP_TIMEOUT", "30")  # graceful stop, seconds
 POOL_HEADLESS = envbool("POOL_HEADLESS", "1")
 # After an outage pause (HTTP 5xx / network errors in a row), check the site this often
 # and resume by itself once it answers.
-POOL_SITE_PROBE_SECONDS = float(os.getenv("POOL_SITE_PROBE_SECONDS", "10"))
+POOL_SITE_PROBE_SECONDS = envfloat("POOL_SITE_PROBE_SECONDS", "10")
 # Probe the site's saved session before a start and refuse when it is not signed in.
 POOL_SESSION_PREFLIGHT = envbool("POOL_SESSION_PREFLIGHT", "1")
 # Extra site presets (*.json) beside the built-in coupa, generic and demo.
@@ -238,7 +250,7 @@ POOL_API_BAD_TOKEN_COOLOFF_MINUTES = envint("POOL_API_BAD_TOKEN_COOLOFF_MINUTES"
 # Notifications (poolsite.notifications): the address links in messages start with (the
 # address operators open poolsite at), and how long one send to one target may take.
 POOL_PUBLIC_URL = os.getenv("POOL_PUBLIC_URL", "http://127.0.0.1:8000")
-POOL_NOTIFY_TIMEOUT = float(os.getenv("POOL_NOTIFY_TIMEOUT", "10"))
+POOL_NOTIFY_TIMEOUT = envfloat("POOL_NOTIFY_TIMEOUT", "10")
 # A crash loop: this many worker restarts on one host within this many seconds.
 POOL_CRASH_LOOP_RESTARTS = envint("POOL_CRASH_LOOP_RESTARTS", "5")
 POOL_CRASH_LOOP_SECONDS = envint("POOL_CRASH_LOOP_SECONDS", "300")
