@@ -36,6 +36,7 @@ from poolsite.supervisor.models import HOST_STALE_AFTER, PoolEvent, PoolHost, Po
 
 EVENTS_SHOWN = 30
 FAILURES_SHOWN = 8
+MESSAGE_CHARS = 1000  # of a failure's message in the snapshot (the page clamps it)
 BATCHES_SHOWN = 30
 CHART_MINUTES = 30
 THROUGHPUT_WINDOW_MINUTES = 5  # when no host reports a rate, average this many minutes
@@ -215,18 +216,32 @@ def _failures(batch: Batch | None) -> list[dict[str, Any]]:
     if batch is not None:
         pos = pos.filter(batch=batch)
     latest = list(pos.order_by("-last_attempt_at", "-id")[:FAILURES_SHOWN])
+    # Each PO's latest attempt, and its latest one with a screenshot (the evidence).
+    last: dict[int, Attempt] = {}
     shots: dict[int, Attempt] = {}
-    for attempt in (Attempt.objects.filter(po__in=latest).exclude(screenshot="")
+    for attempt in (Attempt.objects.filter(po__in=latest)
                     .order_by("po", "-attempt_number", "-id")):
-        shots.setdefault(attempt.po_id, attempt)
-    return [{
+        last.setdefault(attempt.po_id, attempt)
+        if attempt.screenshot:
+            shots.setdefault(attempt.po_id, attempt)
+    return [_failure(po, shots.get(po.pk) or last.get(po.pk), po.pk in shots)
+            for po in latest]
+
+
+def _failure(po: PurchaseOrder, attempt: Attempt | None, shot: bool) -> dict[str, Any]:
+    page = _url_or_none("po_detail", po.pk)
+    return {
         "po_id": po.pk, "po_number": po.po_number, "batch_id": po.batch_id,
-        "status": po.status, "reason": po.reason, "message": po.message[:300],
-        "attempts": po.attempts, "at": epoch(po.last_attempt_at),
-        "url": _url_or_none("po_detail", po.pk),
-        "screenshot_url": (_url_or_none("attempt_screenshot", shots[po.pk].pk)
-                           if po.pk in shots else None),
-    } for po in latest]
+        "status": po.status, "reason": po.reason,
+        # Shown clamped to a few lines; the whole of it (up to here) in the title.
+        "message": po.message[:MESSAGE_CHARS],
+        "attempts": po.attempts, "at": epoch(po.last_attempt_at), "url": page,
+        "attempt_number": attempt.attempt_number if attempt else None,
+        # The attempt on its PO's page: its message, steps, screenshot and page HTML.
+        "attempt_url": f"{page}#attempt-{attempt.pk}" if page and attempt else None,
+        "screenshot_url": (_url_or_none("attempt_screenshot", attempt.pk)
+                           if attempt and shot else None),
+    }
 
 
 def _url_or_none(name: str, *args: Any) -> str | None:

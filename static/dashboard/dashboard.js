@@ -335,14 +335,14 @@
       const item = el("article", "failure");
       item.dataset.po = f.po_id;
       if (f.screenshot_url) {
-        const link = el("a");
-        Object.assign(link, { href: f.screenshot_url, target: "_blank", rel: "noopener" });
+        const link = el("a", "shot");
+        Object.assign(link, { href: f.attempt_url || f.screenshot_url, title: `The page as attempt ${f.attempt_number} left it` });
         const img = el("img");
         Object.assign(img, { src: f.screenshot_url, alt: `Screenshot of ${f.po_number}`, loading: "lazy" });
         link.append(img);
         item.append(link);
       } else item.append(el("div", "noshot", "no screenshot"));
-      const text = el("div");
+      const text = el("div", "text");
       const title = el("b");
       if (f.url) {
         const link = el("a", "", f.po_number);
@@ -350,9 +350,15 @@
         title.append(link);
       } else title.textContent = f.po_number;
       const plural = f.attempts === 1 ? "" : "s";
+      const message = el("div", "msg", f.message);
+      message.title = f.message || "";
       text.append(title, " ", el("span", "badge", f.status),
-        el("div", "muted", `${f.reason} · ${f.attempts} attempt${plural} · ${clock(f.at)}`),
-        el("div", "msg", f.message));
+        el("div", "muted", `${f.reason} · ${f.attempts} attempt${plural} · ${clock(f.at)}`), message);
+      if (f.attempt_url) {
+        const attempt = el("a", "attempt", `attempt ${f.attempt_number}: screenshot, page, steps`);
+        attempt.href = f.attempt_url;
+        text.append(attempt);
+      }
       item.append(text);
       box.append(item);
     }

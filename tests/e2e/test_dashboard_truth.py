@@ -28,6 +28,7 @@ from tests.e2e import dashboard_seed as seed
 from tests.e2e.test_dashboard_live import PreviewServer
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "truth-password-42"
 UPDATE_TIMEOUT = 5_000
 
@@ -95,6 +96,20 @@ def dashboard(browser: Browser, server: PreviewServer) -> Iterator[Page]:
 # -- a. long messages -------------------------------------------------------------------
 
 MEASURE = """() => {
+    // Each element's box as painted: cut by the ancestors that clip (overflow hidden).
+    function visible(node, item) {
+        let rect = node.getBoundingClientRect();
+        let [l, t, r, b] = [rect.left, rect.top, rect.right, rect.bottom];
+        for (let up = node.parentElement; up && up !== item; up = up.parentElement) {
+            if (getComputedStyle(up).overflow === "visible") continue;
+            const clip = up.getBoundingClientRect();
+            [l, t, r, b] = [Math.max(l, clip.left), Math.max(t, clip.top),
+                            Math.min(r, clip.right), Math.min(b, clip.bottom)];
+        }
+        return [l, t, r, b];
+    }
+    const hasText = (node) => [...node.childNodes].some(
+        (child) => child.nodeType === Node.TEXT_NODE && child.textContent.trim());
     const box = document.getElementById("failures").getBoundingClientRect();
     const items = [...document.querySelectorAll("#failures article.failure")];
     const out = {box: [box.left, box.right], items: [], overflowing: [], overlaps: []};
@@ -102,13 +117,13 @@ MEASURE = """() => {
         const own = item.getBoundingClientRect();
         let [l, t, r, b] = [own.left, own.top, own.right, own.bottom];
         for (const node of item.querySelectorAll("*")) {
-            const rect = node.getBoundingClientRect();
-            if (!rect.width && !rect.height) continue;
-            if (rect.right > own.right + 0.5 || rect.left < own.left - 0.5 ||
-                rect.bottom > own.bottom + 0.5 || node.scrollWidth > node.clientWidth + 1)
+            const [nl, nt, nr, nb] = visible(node, item);
+            if (nr <= nl && nb <= nt) continue;
+            // Out of the item's box, or text cut off sideways inside its own box.
+            if (nr > own.right + 0.5 || nl < own.left - 0.5 || nb > own.bottom + 0.5 ||
+                (hasText(node) && node.scrollWidth > node.clientWidth + 1))
                 out.overflowing.push(`${item.dataset.po} ${node.tagName}.${node.className}`);
-            l = Math.min(l, rect.left); t = Math.min(t, rect.top);
-            r = Math.max(r, rect.right); b = Math.max(b, rect.bottom);
+            [l, t, r, b] = [Math.min(l, nl), Math.min(t, nt), Math.max(r, nr), Math.max(b, nb)];
         }
         out.items.push([l, r]);
         return [l, t, r, b];
@@ -136,7 +151,10 @@ def test_long_failure_messages_stay_in_their_boxes(browser: Browser, server: Pre
         assert all(left - 0.5 <= lo and hi <= right + 0.5 for lo, hi in found["items"]), found
         # The whole message is one hover (or a tap on the item) away.
         message = page.locator("#failures article.failure .msg").first
-        assert seed.long_message(1)[:200] in (message.get_attribute("title") or "")
+        assert message.get_attribute("title") in {seed.long_message(i)
+                                                  for i in range(seed.FINISHED)}
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#failures").screenshot(path=str(ARTIFACTS / f"failures-{width}.png"))
     finally:
         context.close()
 
@@ -159,6 +177,14 @@ INK = """async (data) => {
 }"""
 
 
+VISIBLE = """(img) => {
+    const a = img.getBoundingClientRect(), b = img.parentElement.getBoundingClientRect();
+    const left = Math.max(a.left, b.left), top = Math.max(a.top, b.top);
+    return {x: left + scrollX, y: top + scrollY,
+            width: Math.min(a.right, b.right) - left, height: Math.min(a.bottom, b.bottom) - top};
+}"""
+
+
 def ink(page: Page, png: bytes) -> float:
     """The share of a PNG's pixels dark enough to be text."""
     share: float = page.evaluate(INK, base64.b64encode(png).decode())
@@ -172,8 +198,9 @@ def test_failure_thumbnails_show_the_page_as_it_was(dashboard: Page) -> None:
         img.scroll_into_view_if_needed()
         expect(img).to_have_js_property("complete", True)
         assert img.evaluate("i => i.naturalWidth") == 1280  # the stored screenshot itself
-        # What the operator sees: the thumbnail as painted, not the file behind it.
-        shown = img.screenshot()
+        # What the operator sees: the thumbnail as painted (clipped by its box), not
+        # the file behind it.
+        shown = dashboard.screenshot(full_page=True, clip=img.evaluate(VISIBLE))
         assert ink(dashboard, shown) > 0.02, "the thumbnail is (nearly) blank"
 
 
@@ -227,8 +254,8 @@ def test_status_counts_add_up_and_running_never_exceeds_live_workers(
         applied = int(page.locator("#dashboard").get_attribute("data-updates-applied") or 0)
         raw = {"QUEUED": 32, "RUNNING": 8, "COMPLETED": 16, "FAILED": 4}
         server.send(workers={f"{seed.HOST}/w4": {"state": "idle", "po_number": "", "phase": ""}},
-                    pool={"host": seed.HOST, "state": "RUNNING", "batch_id": None,
-                          "counts": raw, "total": seed.POS})
+                    pool={"host": seed.HOST, "state": "RUNNING", "counts": raw,
+                          "total": seed.POS})
         page.wait_for_function(f"() => Number(document.getElementById('dashboard')"
                                f".dataset.updatesApplied) > {applied}", timeout=UPDATE_TIMEOUT)
         expect(page.locator("#workers article.card.state-busy")).to_have_count(3)
