@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncMinute
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -61,7 +61,7 @@ def build_snapshot() -> dict[str, Any]:
     plan = PoolPlan.current()
     hosts = _live_hosts(now)
     batch = plan.batch or next((h.batch for h in hosts if h.batch is not None), None)
-    chart = _chart(batch, now)
+    chart, chart_live = _chart(batch, now, hosts)
     return {
         "generated_at": int(now.timestamp() * 1000),
         "plan": _plan(plan),
@@ -80,6 +80,7 @@ def build_snapshot() -> dict[str, Any]:
         "events": _events(),
         "failures": _failures(batch),
         "chart": chart,
+        "chart_live": chart_live,
         "sessions": site_sessions(),
     }
 
@@ -151,7 +152,10 @@ def _progress(batch: Batch | None, hosts: list[PoolHost],
     if rates:
         throughput = sum(rates)
     else:
-        recent = chart[-THROUGHPUT_WINDOW_MINUTES:]
+        # The last few minutes of the clock (the chart spans the run: it may end earlier).
+        since = (timezone.now() - timedelta(minutes=THROUGHPUT_WINDOW_MINUTES - 1)
+                 ).replace(second=0, microsecond=0).timestamp()
+        recent = [p for p in chart if p["t"] >= since]
         throughput = sum(p["ok"] + p["failed"] for p in recent) / THROUGHPUT_WINDOW_MINUTES
     return {
         "id": batch.pk, "name": batch.name, "counts": counts, "total": total,
@@ -174,13 +178,32 @@ def _busy(hosts: list[PoolHost], batch_id: int) -> int:
                if isinstance(card, dict) and card.get("state") == "busy")
 
 
-def _chart(batch: Batch | None, now: datetime) -> list[dict[str, Any]]:
-    """POs finished per minute over the last CHART_MINUTES minutes, zeros included."""
-    start = (now - timedelta(minutes=CHART_MINUTES - 1)).replace(second=0, microsecond=0)
-    points = {start + timedelta(minutes=i): {"ok": 0, "failed": 0}
-              for i in range(CHART_MINUTES)}
+def _chart(batch: Batch | None, now: datetime, hosts: list[PoolHost]
+           ) -> tuple[list[dict[str, Any]], bool]:
+    """POs finished per minute over the run (at most CHART_MINUTES), zeros included.
+
+    The window starts at the run's first activity within the cap (a claim or a finish)
+    and ends now while a live host works on the batch, else at its last finish; so a
+    3-minute run shows 3 bars, not 30 with everything in the last. Also says whether
+    the run is live (the page then adds a bar each minute).
+    """
+    live = batch is not None and any(h.batch_id == batch.pk for h in hosts)
+    end = _minute(now)
+    start = end
     if batch is not None:
-        rows = (PurchaseOrder.objects.filter(batch=batch, last_attempt_at__gte=start)
+        pos = PurchaseOrder.objects.filter(batch=batch).order_by()
+        if not live:
+            last = (pos.exclude(status__in=PENDING_STATUSES)
+                    .aggregate(at=Max("last_attempt_at"))["at"])
+            end = _minute(last) if last is not None else end
+        cap = end - timedelta(minutes=CHART_MINUTES - 1)
+        first = pos.filter(last_attempt_at__gte=cap).aggregate(at=Min("last_attempt_at"))["at"]
+        start = min(end, _minute(first)) if first is not None else end
+    minutes = int((end - start).total_seconds() // 60) + 1
+    points = {start + timedelta(minutes=i): {"ok": 0, "failed": 0} for i in range(minutes)}
+    if batch is not None:
+        rows = (PurchaseOrder.objects.filter(batch=batch, last_attempt_at__gte=start,
+                                             last_attempt_at__lt=end + timedelta(minutes=1))
                 .exclude(status__in=PENDING_STATUSES).order_by()
                 .annotate(minute=TruncMinute("last_attempt_at"))
                 .values_list("minute", "status").annotate(n=Count("id")))
@@ -188,7 +211,12 @@ def _chart(batch: Batch | None, now: datetime) -> list[dict[str, Any]]:
             point = points.get(minute)
             if point is not None:
                 point["ok" if status in SUCCESS_STATUSES else "failed"] += n
-    return [{"t": int(minute.timestamp()), **point} for minute, point in points.items()]
+    chart = [{"t": int(minute.timestamp()), **point} for minute, point in points.items()]
+    return chart, live
+
+
+def _minute(when: datetime) -> datetime:
+    return when.replace(second=0, microsecond=0)
 
 
 def _batches() -> list[dict[str, Any]]:

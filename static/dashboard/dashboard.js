@@ -395,7 +395,8 @@
 
   function renderChart() {
     if (!window.Chart) return;
-    advanceChart();
+    // The chart spans the run: it grows by a bar a minute only while the run is live.
+    if (state.chart_live) advanceChart();
     const labels = state.chart.map((p) => clock(p.t).slice(0, 5));
     const ok = state.chart.map((p) => p.ok);
     const failed = state.chart.map((p) => p.failed);
@@ -500,6 +501,7 @@
       if (pool.counts) {
         const before = { ok: batch.completed, failed: batch.failed };
         recount(batch, pool.counts, pool.total);
+        state.chart_live = true; // POs are finishing now
         const point = advanceChart();
         point.ok += Math.max(0, batch.completed - before.ok);
         point.failed += Math.max(0, batch.failed - before.failed);

@@ -131,6 +131,20 @@ def test_it_counts_progress_and_failures_of_the_running_batch() -> None:
     assert [f["po_number"] for f in build_snapshot()["failures"]] == ["PO500004"]
 
 
+def test_the_chart_spans_a_finished_run_not_the_last_thirty_minutes() -> None:
+    batch = make_batch(6)
+    ids = list(batch.pos.order_by("id").values_list("id", flat=True))
+    ended = timezone.now().replace(second=30, microsecond=0) - timedelta(hours=2)
+    for n, po_id in enumerate(ids):  # 2 a minute over 3 minutes, two hours ago
+        PurchaseOrder.objects.filter(pk=po_id).update(
+            status=Status.COMPLETED, last_attempt_at=ended - timedelta(minutes=2 - n // 2))
+    PoolPlan.objects.update_or_create(pk=1, defaults={"batch": batch, "state": "idle"})
+    snapshot = build_snapshot()
+    assert [p["ok"] for p in snapshot["chart"]] == [2, 2, 2]
+    assert snapshot["chart"][-1]["t"] == int(ended.replace(second=0).timestamp())
+    assert snapshot["chart_live"] is False
+
+
 def test_it_builds_the_snapshot_of_a_big_batch_in_a_few_queries(
         django_assert_max_num_queries: Any) -> None:
     batch = seed_preview(pos=2000, workers=8)
