@@ -40,6 +40,8 @@ MESSAGE_CHARS = 1000  # of a failure's message in the snapshot (the page clamps 
 BATCHES_SHOWN = 30
 CHART_MINUTES = 30
 THROUGHPUT_WINDOW_MINUTES = 5  # when no host reports a rate, average this many minutes
+# Leased to a host but on none of its workers yet (claimed ahead): shown apart from RUNNING.
+CLAIMED, CLAIMED_LABEL = "CLAIMED", "queued on host"
 # Failures an operator should look at; a cancelled PO is a decision, not a failure.
 FAILURE_STATUSES = tuple(s for s in RETRYABLE_STATUSES if s != Status.CANCELLED)
 
@@ -157,11 +159,14 @@ def _progress(batch: Batch | None, hosts: list[PoolHost],
                  ).replace(second=0, microsecond=0).timestamp()
         recent = [p for p in chart if p["t"] >= since]
         throughput = sum(p["ok"] + p["failed"] for p in recent) / THROUGHPUT_WINDOW_MINUTES
+    active = _busy(hosts, batch.pk)
     return {
         "id": batch.pk, "name": batch.name, "counts": counts, "total": total,
         # Active: POs a worker is on now. RUNNING (in counts) also holds the POs a host
-        # has claimed ahead for its idle workers, so it can exceed the pool size.
-        "pending": pending, "active": _busy(hosts, batch.pk),
+        # has claimed ahead for its idle workers, so it can exceed the pool size; the
+        # page shows those apart ("shown").
+        "shown": shown_counts(counts, active),
+        "pending": pending, "active": active,
         "completed": sum(counts[s] for s in SUCCESS_STATUSES),
         "failed": sum(counts[s] for s in FAILURE_STATUSES),
         "cancelled": counts[Status.CANCELLED],
@@ -171,6 +176,26 @@ def _progress(batch: Batch | None, hosts: list[PoolHost],
         "eta_seconds": round(pending * 60 / throughput) if throughput > 0 and pending else None,
         "url": _url_or_none("batch_detail", batch.pk),
     }
+
+
+def shown_counts(counts: dict[str, int], active: int) -> list[dict[str, Any]]:
+    """The status counts as the page lists them (dashboard.js mirrors this).
+
+    A RUNNING PO is leased to a host: on one of its workers, or claimed ahead and
+    waiting on the host for a worker to come free. RUNNING shows the first kind only
+    (never more than the workers busy on the batch); the rest are CLAIMED, "queued on
+    host". The list still adds up to the batch.
+    """
+    running = counts.get(Status.RUNNING, 0)
+    on_workers = min(running, active)
+    shown: list[dict[str, Any]] = []
+    for status, n in counts.items():
+        if status == Status.RUNNING:
+            shown.append({"status": str(status), "label": str(status), "n": on_workers})
+            shown.append({"status": CLAIMED, "label": CLAIMED_LABEL, "n": running - on_workers})
+        else:
+            shown.append({"status": str(status), "label": str(status), "n": n})
+    return shown
 
 
 def _busy(hosts: list[PoolHost], batch_id: int) -> int:

@@ -193,6 +193,22 @@
     batch.percent = batch.total ? Math.round((1000 * batch.done) / batch.total) / 10 : 0;
   }
 
+  function shownCounts(counts, active) {
+    // Mirrors snapshot.shown_counts: RUNNING is the POs on a worker (never more than the
+    // busy workers); the rest of RUNNING is claimed ahead, waiting on its host.
+    const shown = [];
+    for (const [status, n] of Object.entries(counts)) {
+      if (status !== "RUNNING") {
+        shown.push({ status, label: status, n });
+        continue;
+      }
+      const onWorkers = Math.min(n, active);
+      shown.push({ status, label: status, n: onWorkers });
+      shown.push({ status: "CLAIMED", label: "queued on host", n: n - onWorkers });
+    }
+    return shown;
+  }
+
   function countActive() {
     // POs a worker is on now (mirrors snapshot._busy); RUNNING also counts claimed ones.
     const hosts = new Set(state.hosts.filter((h) => h.batch_id === state.batch.id).map((h) => h.host));
@@ -224,9 +240,9 @@
     }
     const list = $("by-status");
     list.replaceChildren();
-    for (const [status, n] of Object.entries(b ? b.counts : {})) {
+    for (const { status, label, n } of b ? shownCounts(b.counts, b.active || 0) : []) {
       if (!n) continue;
-      const item = el("li", "", `${status} `);
+      const item = el("li", "", `${label} `);
       item.dataset.status = status;
       item.append(el("b", "", n));
       list.append(item);
@@ -546,7 +562,7 @@
       const active = countActive();
       if (active !== state.batch.active) {
         state.batch.active = active;
-        root.querySelector('[data-counter="active"]').textContent = active;
+        renderProgress(); // the counter, and RUNNING vs queued on host
       }
     }
     const pool = message.pool || {};

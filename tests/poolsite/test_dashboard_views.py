@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from poolsite.batches.models import ControlAction, PurchaseOrder, Status
 from poolsite.dashboard.preview import seed_preview
-from poolsite.dashboard.snapshot import build_snapshot, headline
+from poolsite.dashboard.snapshot import build_snapshot, headline, shown_counts
 from poolsite.supervisor.models import PoolHost, PoolPlan
 from tests.poolsite.dashboard_personas import make_batch, operator, user_in, viewer
 
@@ -129,6 +129,15 @@ def test_it_counts_progress_and_failures_of_the_running_batch() -> None:
     assert progress["throughput_per_min"] == 1.0  # 5 finished in the last 5 minutes
     assert progress["eta_seconds"] == 300
     assert [f["po_number"] for f in build_snapshot()["failures"]] == ["PO500004"]
+
+
+def test_running_shows_the_pos_on_workers_and_the_claimed_ahead_apart() -> None:
+    counts = {"QUEUED": 44, "RUNNING": 8, "COMPLETED": 8}
+    shown = {c["status"]: c["n"] for c in shown_counts(counts, active=4)}
+    assert shown == {"QUEUED": 44, "RUNNING": 4, "CLAIMED": 4, "COMPLETED": 8}
+    # A busy card the counts have not caught up with yet: never more RUNNING than leased.
+    shown = {c["status"]: c["n"] for c in shown_counts(counts, active=9)}
+    assert (shown["RUNNING"], shown["CLAIMED"], sum(shown.values())) == (8, 0, 60)
 
 
 def test_the_chart_spans_a_finished_run_not_the_last_thirty_minutes() -> None:
