@@ -391,7 +391,14 @@
     if (!state.sessions.length) list.append(el("li", "empty", "No site needs a session."));
     for (const row of state.sessions) {
       const item = el("li", `session-${row.state}`);
-      item.append(el("b", "", row.site), `: ${row.summary}`);
+      item.append(el("b", "", row.site), ": ");
+      if (row.checked) {
+        // The last probe's answer first, and when it was asked (mirrors the template).
+        const when = el("time", "", row.checked);
+        when.dateTime = row.checked_iso;
+        item.append(el("span", "verdict", row.verdict), " (checked ", when,
+          `${row.answer ? `: ${row.answer}` : ""})${row.details ? ` · ${row.details}` : ""}`);
+      } else item.append(row.summary);
       list.append(item);
     }
   }
