@@ -71,6 +71,8 @@ def build_snapshot() -> dict[str, Any]:
         "allowed_by_state": {str(state): [str(a) for a, states in ALLOWED_IN.items()
                                           if state in states] for state in PoolPlan.State},
         "size_range": [MIN_SIZE, MAX_SIZE],
+        # A worker card's PO page: this + "<batch id>/<PO number>" (views.worker_po).
+        "worker_po_url": reverse("dashboard_worker_po", args=[0, "-"]).removesuffix("0/-"),
         "statuses": {"pending": [str(s) for s in PENDING_STATUSES],
                      "success": [str(s) for s in SUCCESS_STATUSES],
                      "failure": [str(s) for s in FAILURE_STATUSES]},
@@ -139,7 +141,8 @@ def _workers(hosts: list[PoolHost]) -> dict[str, dict[str, Any]]:
             if not isinstance(card, dict) or "worker_id" not in card:
                 continue
             cards[f"{host.name}/{card['worker_id']}"] = {**CARD_DEFAULTS, **card,
-                                                         "host": host.name}
+                                                         "host": host.name,
+                                                         "batch_id": host.batch_id}
     return cards
 
 

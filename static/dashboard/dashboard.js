@@ -277,6 +277,21 @@
     if (node.className !== name) node.className = name;
   }
 
+  function fillPo(dd, card) {
+    // The PO's number, linked to its page (views.worker_po: the host's batch + number).
+    const host = state.hosts.find((h) => h.host === card.host);
+    const batchId = host && host.batch_id != null ? host.batch_id : card.batch_id;
+    const href = card.po_number && batchId != null && state.worker_po_url
+      ? `${state.worker_po_url}${batchId}/${encodeURIComponent(card.po_number)}` : "";
+    const text = card.po_number || "—";
+    if (dd.dataset.href === href && dd.textContent === text) return;
+    dd.dataset.href = href;
+    if (!href) return dd.replaceChildren(text);
+    const link = el("a", "", text);
+    link.href = href;
+    dd.replaceChildren(link);
+  }
+
   function fillCard(node, card) {
     setClass(node, `card state-${card.state || "unknown"}`);
     const wid = node.querySelector(".wid");
@@ -286,7 +301,7 @@
     }
     setText(node.querySelector(".badge"), card.state || "?");
     const field = (name) => node.querySelector(`[data-f="${name}"]`);
-    setText(field("po_number"), card.po_number || "—");
+    fillPo(field("po_number"), card);
     setText(field("phase"), card.phase || "—");
     const elapsed = field("elapsed");
     const since = card.po_number && card.po_started_at ? String(card.po_started_at) : "";

@@ -285,12 +285,20 @@ def test_a_revoked_session_shows_the_last_probe_answer(dashboard: Page) -> None:
 
 # -- f. links ---------------------------------------------------------------------------
 
-def test_worker_cards_link_to_their_po(dashboard: Page, server: PreviewServer) -> None:
-    link = dashboard.locator(f'article[data-key="{seed.HOST}/w1"] [data-f="po_number"] a')
+def test_worker_cards_link_to_their_po(browser: Browser, dashboard: Page,
+                                       server: PreviewServer) -> None:
+    selector = f'article[data-key="{seed.HOST}/w1"] [data-f="po_number"] a'
+    link = dashboard.locator(selector)
     number = link.inner_text()
     assert number.startswith("PO")
-    response = dashboard.request.get(server.url + str(link.get_attribute("href")))
+    href = str(link.get_attribute("href"))
+    response = dashboard.request.get(server.url + href)
     assert response.ok and f"<h1>{number} " in response.text()
+    context, page = open_dashboard(browser, server, javascript=False)  # the server's HTML
+    try:
+        assert page.locator(selector).get_attribute("href") == href
+    finally:
+        context.close()
 
 
 def test_failures_link_to_the_attempt_with_its_evidence(browser: Browser,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from poolsite.batches.models import ControlAction, PurchaseOrder, Status
@@ -129,6 +130,16 @@ def test_it_counts_progress_and_failures_of_the_running_batch() -> None:
     assert progress["throughput_per_min"] == 1.0  # 5 finished in the last 5 minutes
     assert progress["eta_seconds"] == 300
     assert [f["po_number"] for f in build_snapshot()["failures"]] == ["PO500004"]
+
+
+def test_a_worker_cards_po_link_goes_to_the_po_page() -> None:
+    batch = make_batch(3)
+    po = batch.pos.order_by("id")[1]
+    client = client_for(viewer())
+    url = reverse("dashboard_worker_po", args=[batch.pk, po.po_number])
+    assert client.get(url)["Location"] == reverse("po_detail", args=[po.pk])
+    assert client.get(reverse("dashboard_worker_po", args=[batch.pk, "PO-nope"])
+                      ).status_code == 404
 
 
 def test_running_shows_the_pos_on_workers_and_the_claimed_ahead_apart() -> None:
