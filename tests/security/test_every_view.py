@@ -64,7 +64,8 @@ class EveryViewTestCase(BaseTestCase):
         values = {"batch_id": self.batch.pk, "po_id": self.failed.pk, "fmt": "csv",
                   "document_id": Document.objects.first().pk,  # type: ignore[union-attr]
                   "attempt_id": Attempt.objects.filter(po=self.failed).first().pk,  # type: ignore[union-attr]
-                  "site": "demo", "site_id": self.site.pk}
+                  "site": "demo", "site_id": self.site.pk,
+                  "po_number": self.failed.po_number}
         kwargs = {key: values[key] for key in values if f"<{key}>" in pattern
                   or f":{key}>" in pattern}
         return reverse(name, kwargs=kwargs)
