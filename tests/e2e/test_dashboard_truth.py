@@ -138,6 +138,23 @@ MEASURE = """() => {
 }"""
 
 
+STICKING_OUT = """() => {
+    const out = [];
+    for (const section of document.querySelectorAll(".dash section")) {
+        const box = section.getBoundingClientRect();
+        for (const node of section.querySelectorAll("*")) {
+            let clipped = false;
+            for (let up = node.parentElement; up !== section; up = up.parentElement)
+                if (getComputedStyle(up).overflow !== "visible") clipped = true;
+            const rect = node.getBoundingClientRect();
+            if (!clipped && rect.width && rect.right > box.right + 0.5)
+                out.push(`${section.getAttribute("aria-label")}: ${node.tagName}#${node.id}`);
+        }
+    }
+    return out;
+}"""
+
+
 @pytest.mark.parametrize("width", [1280, 390])
 def test_long_failure_messages_stay_in_their_boxes(browser: Browser, server: PreviewServer,
                                                    width: int) -> None:
@@ -148,13 +165,17 @@ def test_long_failure_messages_stay_in_their_boxes(browser: Browser, server: Pre
         assert found["overlaps"] == [] and found["overflowing"] == [], found
         left, right = found["box"]
         assert right <= width, found
+        # Nor does anything else push the page wider than the screen, or stick out of
+        # its section (sections clip what sticks out: it would be cut off unseen).
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.evaluate(STICKING_OUT) == []
         assert all(left - 0.5 <= lo and hi <= right + 0.5 for lo, hi in found["items"]), found
         # The whole message is one hover (or a tap on the item) away.
         message = page.locator("#failures article.failure .msg").first
         assert message.get_attribute("title") in {seed.long_message(i)
                                                   for i in range(seed.FINISHED)}
         ARTIFACTS.mkdir(exist_ok=True)
-        page.locator("#failures").screenshot(path=str(ARTIFACTS / f"failures-{width}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-truth-{width}.png"), full_page=True)
     finally:
         context.close()
 
