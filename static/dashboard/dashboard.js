@@ -358,6 +358,17 @@
     }
   }
 
+  // A failure's message shows three lines; a click (or tap) shows all of it, and keeps
+  // it open across redraws.
+  const expanded = new Set();
+  function toggleMessage(event) {
+    const message = event.target.closest(".failure .msg");
+    if (!message) return;
+    const po = Number(message.closest(".failure").dataset.po);
+    if (message.classList.toggle("open")) expanded.add(po);
+    else expanded.delete(po);
+  }
+
   function renderFailures() {
     const box = $("failures");
     box.replaceChildren();
@@ -381,7 +392,7 @@
         title.append(link);
       } else title.textContent = f.po_number;
       const plural = f.attempts === 1 ? "" : "s";
-      const message = el("div", "msg", f.message);
+      const message = el("div", expanded.has(f.po_id) ? "msg open" : "msg", f.message);
       message.title = f.message || "";
       text.append(title, " ", el("span", "badge", f.status),
         el("div", "muted", `${f.reason} · ${f.attempts} attempt${plural} · ${clock(f.at)}`), message);
@@ -686,6 +697,7 @@
   setInterval(tickElapsed, 1000);
   setInterval(askRefresh, RESYNC_MS);
   window.addEventListener("load", renderChart);
+  $("failures").addEventListener("click", toggleMessage);
   renderControls();
   connect();
 })();

@@ -170,10 +170,16 @@ def test_long_failure_messages_stay_in_their_boxes(browser: Browser, server: Pre
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert page.evaluate(STICKING_OUT) == []
         assert all(left - 0.5 <= lo and hi <= right + 0.5 for lo, hi in found["items"]), found
-        # The whole message is one hover (or a tap on the item) away.
+        # The whole message is one hover (its title) or one click or tap away.
         message = page.locator("#failures article.failure .msg").first
         assert message.get_attribute("title") in {seed.long_message(i)
                                                   for i in range(seed.FINISHED)}
+        clamped = message.bounding_box()
+        message.click()
+        opened = message.bounding_box()
+        assert clamped and opened and opened["height"] > clamped["height"] * 1.5
+        found = page.evaluate(MEASURE)  # open, it still stays in its box
+        assert found["overlaps"] == [] and found["overflowing"] == [], found
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"dashboard-truth-{width}.png"), full_page=True)
     finally:
