@@ -276,6 +276,7 @@ def _failures(batch: Batch | None) -> list[dict[str, Any]]:
     last: dict[int, Attempt] = {}
     shots: dict[int, Attempt] = {}
     for attempt in (Attempt.objects.filter(po__in=latest)
+                    .only("id", "po_id", "attempt_number", "screenshot")
                     .order_by("po", "-attempt_number", "-id")):
         last.setdefault(attempt.po_id, attempt)
         if attempt.screenshot:
