@@ -12,10 +12,11 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from poolsite.batches.models import PurchaseOrder
 from poolsite.batches.roles import can_operate, operator_required, viewer_required
 from poolsite.dashboard.control_messages import (
     DESTRUCTIVE,
@@ -36,6 +37,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     snapshot = build_snapshot()
     snapshot["can_control"] = can_operate(request.user)
     return render(request, "dashboard/dashboard.html", {"snapshot": snapshot})
+
+
+@require_GET
+@viewer_required
+def worker_po(request: HttpRequest, batch_id: int, po_number: str) -> HttpResponse:
+    """Go to the page of the PO a worker card shows (its number, in its host's batch)."""
+    po = (PurchaseOrder.objects.filter(batch_id=batch_id, po_number=po_number)
+          .order_by("id").first())
+    if po is None:
+        raise Http404("no such PO in this batch")
+    return redirect("po_detail", po.pk)
 
 
 @require_POST

@@ -153,7 +153,10 @@ def site_sessions() -> list[dict[str, Any]]:
 
     One dict per preset that needs a session (it has a probe page) or has one saved:
     site, saved, state ("ok" | "unchecked" | "signed_out" | "expired" | "missing"),
-    summary (one line for people), page (where to replace it) and, when saved: kind,
+    verdict (the last probe's answer: "signed in", "signed out", "expired", "could not
+    tell", "not checked yet", "not signed in"), checked / checked_iso (when it was asked),
+    answer (what a failed probe said), details (the rest), summary (all of it in one line
+    for people), page (where to replace it) and, when saved: kind,
     source, captured_by, cookie_count, captured_at, earliest_expiry, last_probe_at,
     last_ok_at (epoch seconds or None), last_probe_ok, last_probe_message.
     """
@@ -168,23 +171,36 @@ def _session_row(site: str, saved: SiteSession | None, now: datetime, page: str
                  ) -> dict[str, Any]:
     if saved is None:
         return {"site": site, "saved": False, "state": "missing", "page": page,
-                "summary": "not signed in: no session saved"}
+                "verdict": "not signed in", "checked": "", "checked_iso": "", "answer": "",
+                "details": "no session saved", "summary": "not signed in: no session saved"}
+    # What the site said last (the probe's answer), then when it last worked: a session
+    # the site has revoked must not read as "signed in".
+    probed = saved.last_probe_at is not None
     if saved.expired_at(now):
-        state = "expired"
+        state, verdict = "expired", "expired"
     elif saved.last_probe_ok is False:
-        state = "signed_out"
+        state, verdict = "signed_out", "signed out"
+    elif saved.last_probe_ok:
+        state, verdict = "ok", "signed in"
     else:
-        state = "ok" if saved.last_ok_at else "unchecked"
+        state, verdict = "unchecked", "could not tell" if probed else "not checked yet"
+    answer = saved.last_probe_message if probed and not saved.last_probe_ok else ""
     parts = [f"captured {_when(saved.captured_at)} by {saved.captured_by_name or '?'}",
              f"{saved.cookie_count} cookie{'s' if saved.cookie_count != 1 else ''}",
              f"earliest expiry {_when(saved.earliest_expiry)}" if saved.earliest_expiry
-             else "session cookies only",
-             f"last signed in {_when(saved.last_ok_at)}" if saved.last_ok_at
-             else "not probed yet"]
-    if saved.last_probe_ok is False:
-        parts.append(f"last check: {saved.last_probe_message}")
+             else "session cookies only"]
+    if saved.last_ok_at and not saved.last_probe_ok:
+        parts.insert(0, f"it last worked {_when(saved.last_ok_at)}")
+    details = " · ".join(parts)
+    checked = _when(saved.last_probe_at) if probed else ""
+    head = verdict
+    if probed:
+        head += f" (checked {checked}{': ' + answer if answer else ''})"
     return {"site": site, "saved": True, "state": state, "page": page,
-            "summary": " · ".join(parts), "kind": saved.kind, "source": saved.source,
+            "verdict": verdict, "checked": checked,
+            "checked_iso": saved.last_probe_at.isoformat() if saved.last_probe_at else "",
+            "answer": answer, "details": details, "summary": f"{head} · {details}",
+            "kind": saved.kind, "source": saved.source,
             "captured_by": saved.captured_by_name, "cookie_count": saved.cookie_count,
             "captured_at": _epoch(saved.captured_at),
             "earliest_expiry": _epoch(saved.earliest_expiry),

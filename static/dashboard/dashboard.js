@@ -193,6 +193,22 @@
     batch.percent = batch.total ? Math.round((1000 * batch.done) / batch.total) / 10 : 0;
   }
 
+  function shownCounts(counts, active) {
+    // Mirrors snapshot.shown_counts: RUNNING is the POs on a worker (never more than the
+    // busy workers); the rest of RUNNING is claimed ahead, waiting on its host.
+    const shown = [];
+    for (const [status, n] of Object.entries(counts)) {
+      if (status !== "RUNNING") {
+        shown.push({ status, label: status, n });
+        continue;
+      }
+      const onWorkers = Math.min(n, active);
+      shown.push({ status, label: status, n: onWorkers });
+      shown.push({ status: "CLAIMED", label: "queued on host", n: n - onWorkers });
+    }
+    return shown;
+  }
+
   function countActive() {
     // POs a worker is on now (mirrors snapshot._busy); RUNNING also counts claimed ones.
     const hosts = new Set(state.hosts.filter((h) => h.batch_id === state.batch.id).map((h) => h.host));
@@ -224,9 +240,9 @@
     }
     const list = $("by-status");
     list.replaceChildren();
-    for (const [status, n] of Object.entries(b ? b.counts : {})) {
+    for (const { status, label, n } of b ? shownCounts(b.counts, b.active || 0) : []) {
       if (!n) continue;
-      const item = el("li", "", `${status} `);
+      const item = el("li", "", `${label} `);
       item.dataset.status = status;
       item.append(el("b", "", n));
       list.append(item);
@@ -261,6 +277,21 @@
     if (node.className !== name) node.className = name;
   }
 
+  function fillPo(dd, card) {
+    // The PO's number, linked to its page (views.worker_po: the host's batch + number).
+    const host = state.hosts.find((h) => h.host === card.host);
+    const batchId = host && host.batch_id != null ? host.batch_id : card.batch_id;
+    const href = card.po_number && batchId != null && state.worker_po_url
+      ? `${state.worker_po_url}${batchId}/${encodeURIComponent(card.po_number)}` : "";
+    const text = card.po_number || "—";
+    if (dd.dataset.href === href && dd.textContent === text) return;
+    dd.dataset.href = href;
+    if (!href) return dd.replaceChildren(text);
+    const link = el("a", "", text);
+    link.href = href;
+    dd.replaceChildren(link);
+  }
+
   function fillCard(node, card) {
     setClass(node, `card state-${card.state || "unknown"}`);
     const wid = node.querySelector(".wid");
@@ -270,7 +301,7 @@
     }
     setText(node.querySelector(".badge"), card.state || "?");
     const field = (name) => node.querySelector(`[data-f="${name}"]`);
-    setText(field("po_number"), card.po_number || "—");
+    fillPo(field("po_number"), card);
     setText(field("phase"), card.phase || "—");
     const elapsed = field("elapsed");
     const since = card.po_number && card.po_started_at ? String(card.po_started_at) : "";
@@ -327,6 +358,17 @@
     }
   }
 
+  // A failure's message shows three lines; a click (or tap) shows all of it, and keeps
+  // it open across redraws.
+  const expanded = new Set();
+  function toggleMessage(event) {
+    const message = event.target.closest(".failure .msg");
+    if (!message) return;
+    const po = Number(message.closest(".failure").dataset.po);
+    if (message.classList.toggle("open")) expanded.add(po);
+    else expanded.delete(po);
+  }
+
   function renderFailures() {
     const box = $("failures");
     box.replaceChildren();
@@ -335,14 +377,14 @@
       const item = el("article", "failure");
       item.dataset.po = f.po_id;
       if (f.screenshot_url) {
-        const link = el("a");
-        Object.assign(link, { href: f.screenshot_url, target: "_blank", rel: "noopener" });
+        const link = el("a", "shot");
+        Object.assign(link, { href: f.attempt_url || f.screenshot_url, title: `The page as attempt ${f.attempt_number} left it` });
         const img = el("img");
         Object.assign(img, { src: f.screenshot_url, alt: `Screenshot of ${f.po_number}`, loading: "lazy" });
         link.append(img);
         item.append(link);
       } else item.append(el("div", "noshot", "no screenshot"));
-      const text = el("div");
+      const text = el("div", "text");
       const title = el("b");
       if (f.url) {
         const link = el("a", "", f.po_number);
@@ -350,9 +392,15 @@
         title.append(link);
       } else title.textContent = f.po_number;
       const plural = f.attempts === 1 ? "" : "s";
+      const message = el("div", expanded.has(f.po_id) ? "msg open" : "msg", f.message);
+      message.title = f.message || "";
       text.append(title, " ", el("span", "badge", f.status),
-        el("div", "muted", `${f.reason} · ${f.attempts} attempt${plural} · ${clock(f.at)}`),
-        el("div", "msg", f.message));
+        el("div", "muted", `${f.reason} · ${f.attempts} attempt${plural} · ${clock(f.at)}`), message);
+      if (f.attempt_url) {
+        const attempt = el("a", "attempt", `attempt ${f.attempt_number}: screenshot, page, steps`);
+        attempt.href = f.attempt_url;
+        text.append(attempt);
+      }
       item.append(text);
       box.append(item);
     }
@@ -369,7 +417,14 @@
     if (!state.sessions.length) list.append(el("li", "empty", "No site needs a session."));
     for (const row of state.sessions) {
       const item = el("li", `session-${row.state}`);
-      item.append(el("b", "", row.site), `: ${row.summary}`);
+      item.append(el("b", "", row.site), ": ");
+      if (row.checked) {
+        // The last probe's answer first, and when it was asked (mirrors the template).
+        const when = el("time", "", row.checked);
+        when.dateTime = row.checked_iso;
+        item.append(el("span", "verdict", row.verdict), " (checked ", when,
+          `${row.answer ? `: ${row.answer}` : ""})${row.details ? ` · ${row.details}` : ""}`);
+      } else item.append(row.summary);
       list.append(item);
     }
   }
@@ -389,7 +444,8 @@
 
   function renderChart() {
     if (!window.Chart) return;
-    advanceChart();
+    // The chart spans the run: it grows by a bar a minute only while the run is live.
+    if (state.chart_live) advanceChart();
     const labels = state.chart.map((p) => clock(p.t).slice(0, 5));
     const ok = state.chart.map((p) => p.ok);
     const failed = state.chart.map((p) => p.failed);
@@ -494,6 +550,7 @@
       if (pool.counts) {
         const before = { ok: batch.completed, failed: batch.failed };
         recount(batch, pool.counts, pool.total);
+        state.chart_live = true; // POs are finishing now
         const point = advanceChart();
         point.ok += Math.max(0, batch.completed - before.ok);
         point.failed += Math.max(0, batch.failed - before.failed);
@@ -538,7 +595,7 @@
       const active = countActive();
       if (active !== state.batch.active) {
         state.batch.active = active;
-        root.querySelector('[data-counter="active"]').textContent = active;
+        renderProgress(); // the counter, and RUNNING vs queued on host
       }
     }
     const pool = message.pool || {};
@@ -640,6 +697,7 @@
   setInterval(tickElapsed, 1000);
   setInterval(askRefresh, RESYNC_MS);
   window.addEventListener("load", renderChart);
+  $("failures").addEventListener("click", toggleMessage);
   renderControls();
   connect();
 })();

@@ -170,7 +170,9 @@ def _page_counts(page: Page) -> dict[str, int]:
         for (const name of ["pending", "completed", "failed"]) {
             counts[name] = text(`[data-counter="${name}"]`);
         }
-        counts.running = text('#by-status li[data-status="RUNNING"] b') ?? "0";
+        // Leased POs: on a worker (RUNNING) or claimed ahead (CLAIMED, queued on host).
+        counts.running = ["RUNNING", "CLAIMED"].reduce((n, status) =>
+            n + Number(text(`#by-status li[data-status="${status}"] b`) ?? 0), 0);
         counts.done = text("#progress-done");
         counts.total = text("#progress-total");
         return Object.fromEntries(

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from poolsite.batches.models import ControlAction, PurchaseOrder, Status
 from poolsite.dashboard.preview import seed_preview
-from poolsite.dashboard.snapshot import build_snapshot, headline
+from poolsite.dashboard.snapshot import build_snapshot, headline, shown_counts
 from poolsite.supervisor.models import PoolHost, PoolPlan
 from tests.poolsite.dashboard_personas import make_batch, operator, user_in, viewer
 
@@ -129,6 +130,39 @@ def test_it_counts_progress_and_failures_of_the_running_batch() -> None:
     assert progress["throughput_per_min"] == 1.0  # 5 finished in the last 5 minutes
     assert progress["eta_seconds"] == 300
     assert [f["po_number"] for f in build_snapshot()["failures"]] == ["PO500004"]
+
+
+def test_a_worker_cards_po_link_goes_to_the_po_page() -> None:
+    batch = make_batch(3)
+    po = batch.pos.order_by("id")[1]
+    client = client_for(viewer())
+    url = reverse("dashboard_worker_po", args=[batch.pk, po.po_number])
+    assert client.get(url)["Location"] == reverse("po_detail", args=[po.pk])
+    assert client.get(reverse("dashboard_worker_po", args=[batch.pk, "PO-nope"])
+                      ).status_code == 404
+
+
+def test_running_shows_the_pos_on_workers_and_the_claimed_ahead_apart() -> None:
+    counts = {"QUEUED": 44, "RUNNING": 8, "COMPLETED": 8}
+    shown = {c["status"]: c["n"] for c in shown_counts(counts, active=4)}
+    assert shown == {"QUEUED": 44, "RUNNING": 4, "CLAIMED": 4, "COMPLETED": 8}
+    # A busy card the counts have not caught up with yet: never more RUNNING than leased.
+    shown = {c["status"]: c["n"] for c in shown_counts(counts, active=9)}
+    assert (shown["RUNNING"], shown["CLAIMED"], sum(shown.values())) == (8, 0, 60)
+
+
+def test_the_chart_spans_a_finished_run_not_the_last_thirty_minutes() -> None:
+    batch = make_batch(6)
+    ids = list(batch.pos.order_by("id").values_list("id", flat=True))
+    ended = timezone.now().replace(second=30, microsecond=0) - timedelta(hours=2)
+    for n, po_id in enumerate(ids):  # 2 a minute over 3 minutes, two hours ago
+        PurchaseOrder.objects.filter(pk=po_id).update(
+            status=Status.COMPLETED, last_attempt_at=ended - timedelta(minutes=2 - n // 2))
+    PoolPlan.objects.update_or_create(pk=1, defaults={"batch": batch, "state": "idle"})
+    snapshot = build_snapshot()
+    assert [p["ok"] for p in snapshot["chart"]] == [2, 2, 2]
+    assert snapshot["chart"][-1]["t"] == int(ended.replace(second=0).timestamp())
+    assert snapshot["chart_live"] is False
 
 
 def test_it_builds_the_snapshot_of_a_big_batch_in_a_few_queries(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from poolsite.batches.models import ControlAction
 from poolsite.demo_erp.server import DemoSite
 from poolsite.sessions import store
+from poolsite.sessions.health import site_sessions
 from poolsite.sessions.models import SiteSession
 from poolsite.supervisor.models import PoolPlan
 from tests.poolsite.dashboard_personas import operator, viewer
@@ -85,10 +88,28 @@ def test_the_dashboard_shows_each_site_session_and_how_to_replace_it() -> None:
     PoolPlan.objects.update(state=PoolPlan.State.PAUSED,
                             reason="LOGIN_REQUIRED: the PO page showed the sign-in page")
     page = client_for(viewer()).get("/").content.decode()
-    assert "<b>demo</b>: captured " in page and "by tester · 1 cookie · earliest expiry" in page
+    assert "<b>demo</b>: not checked yet · captured " in page
+    assert "by tester · 1 cookie · earliest expiry" in page
     assert "<b>coupa</b>: not signed in: no session saved" in page
     assert "Replace the session" in page and 'href="/site-sessions/"' in page
     assert SECRET_VALUE not in page
+
+
+def test_a_session_the_site_revoked_leads_with_the_probe_answer_not_its_last_success(
+        ) -> None:
+    saved = saved_demo_session()
+    now = timezone.now()
+    SiteSession.objects.filter(pk=saved.pk).update(
+        last_ok_at=now - timedelta(hours=1), last_probe_at=now - timedelta(minutes=2),
+        last_probe_ok=False, last_probe_message="the PO page showed the sign-in page")
+    (row,) = [r for r in site_sessions() if r["site"] == "demo"]
+    assert (row["state"], row["verdict"]) == ("signed_out", "signed out")
+    assert row["summary"].startswith(f"signed out (checked {row['checked']}: the PO page "
+                                     "showed the sign-in page) · it last worked ")
+    assert "last signed in" not in row["summary"]
+    page = client_for(viewer()).get("/").content.decode()
+    assert (f'<b>demo</b>: <span class="verdict">signed out</span> (checked '
+            f'<time datetime="{row["checked_iso"]}">') in page
 
 
 def test_session_files_are_owner_only(data_dir: Path) -> None:

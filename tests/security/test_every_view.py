@@ -83,7 +83,7 @@ class EveryViewTestCase(BaseTestCase):
                   "document_id": Document.objects.first().pk,  # type: ignore[union-attr]
                   "attempt_id": Attempt.objects.filter(po=self.failed).first().pk,  # type: ignore[union-attr]
                   "site": "demo", "site_id": self.site.pk, "token_id": self.token.pk,
-                  "target_id": self.target.pk}
+                  "target_id": self.target.pk, "po_number": self.failed.po_number}
         kwargs = {key: values[key] for key in values if f"<{key}>" in pattern
                   or f":{key}>" in pattern}
         return reverse(name, kwargs=kwargs)

@@ -3,10 +3,10 @@
     daphne (this process) ─▶ consumers in group "pool"
     Broadcaster on daphne's loop ◀─ FakeEngine (--fake-rate) ◀─ JSON lines on stdin (--stdin)
 
-`--seed` writes realistic rows (preview.seed_preview) and keeps the pretend host's
-heartbeat fresh; `--stdin` turns each line {"workers", "pool", "events"} into a
-broadcast, exactly as the runpool supervisor would send it. Prints "ready <url>" once
-listening. Not for production: no workers, no PO is ever processed.
+`--seed` writes realistic rows (preview.seed_preview); the pretend host's heartbeat is
+kept fresh (seeded here or by a test); `--stdin` turns each line {"workers", "pool",
+"events"} into a broadcast, exactly as the runpool supervisor would send it. Prints
+"ready <url>" once listening. Not for production: no workers, no PO is ever processed.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ class Command(BaseCommand):
         batch = seed_preview(pos=options["pos"], workers=options["workers"], host=HOST) \
             if options["seed"] else None
         stop = threading.Event()
-        if batch is not None:
-            threading.Thread(target=self._heartbeat, args=(stop,), daemon=True).start()
+        # The pretend host stays live, seeded here or by a test's own rows.
+        threading.Thread(target=self._heartbeat, args=(stop,), daemon=True).start()
         state: dict[str, Any] = {}
 
         def ready() -> None:
