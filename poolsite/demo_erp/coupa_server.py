@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from poolsite.demo_erp import catalog, coupa_assets, coupa_pages, filetypes, pages
@@ -27,7 +25,7 @@ from poolsite.demo_erp.handlers import (
     HANG_SECONDS,
     OIDC_CALLBACK,
     SESSION_COOKIE,
-    DemoServer,
+    QuietHandler,
     SimpleHandler,
 )
 
@@ -182,13 +180,8 @@ class CoupaHandler(SimpleHandler):
         self.wfile.write(data)
 
 
-class ThirdPartyHandler(BaseHTTPRequestHandler):
+class ThirdPartyHandler(QuietHandler):
     """An analytics CDN or monitoring agent: answers scripts, counts every request."""
-
-    server: DemoServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._answer()
@@ -214,13 +207,8 @@ class ThirdPartyHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class IdentityHandler(BaseHTTPRequestHandler):
+class IdentityHandler(QuietHandler):
     """The identity host: a sign-in form that sends the browser back with a code."""
-
-    server: DemoServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.server.site.count_identity()

@@ -45,16 +45,21 @@ class DemoServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class SimpleHandler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A handler of one of the demo's listeners; it logs nothing."""
+
     server: DemoServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests and benchmarks run thousands of requests; stay quiet
+
+
+class SimpleHandler(QuietHandler):
     server_version = "DemoERP/1.0"
 
     @property
     def site(self) -> DemoSite:
         return self.server.site
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests and benchmarks run thousands of requests; stay quiet
 
     # -- routing -------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -210,13 +215,8 @@ class SimpleHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class CanaryHandler(BaseHTTPRequestHandler):
+class CanaryHandler(QuietHandler):
     """Counts every request: a host no worker may ever reach."""
-
-    server: DemoServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.server.site.count_canary()
