@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,21 @@ def stop(proc: subprocess.Popen[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def serving_runpool(deploy: Deployment, *args: str) -> Iterator[str]:
+    """Run `runpool --port <free> *args` until the block ends; yield its address.
+
+    Afterwards the deployment must have left nothing behind (browsers, temp roots).
+    """
+    port = free_port()
+    proc = deploy.runpool("--port", str(port), *args)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
+        yield url
+    finally:
+        stop(proc, timeout=60)
+    leftovers = [i for i in deploy.leftovers() if "node-compile-cache" not in i]
+    assert leftovers == [], leftovers

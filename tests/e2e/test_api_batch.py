@@ -34,9 +34,7 @@ from tests.runpool_harness import (
     Deployment,
     deployment,
     expected_files,
-    free_port,
-    serving,
-    stop,
+    serving_runpool,
     wait_for,
 )
 
@@ -58,17 +56,9 @@ Site.ensure({SITE!r}, "demo", "%s", via="test")
 def live(site: DemoSite, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     deploy = deployment(tmp_path, site)
     deploy.manage("shell", "-c", MAKE_USERS % site.base_url)
-    port = free_port()
-    proc = deploy.runpool("--port", str(port), "--pool-size", "2", "--storage-state",
-                          str(tmp_path / "storage-state.json"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
+    with serving_runpool(deploy, "--pool-size", "2", "--storage-state",
+                         str(tmp_path / "storage-state.json")) as url:
         yield deploy, url
-    finally:
-        stop(proc, timeout=60)
-    leftovers = [i for i in deploy.leftovers() if "node-compile-cache" not in i]
-    assert leftovers == [], leftovers
 
 
 def call(url: str, token: str, method: str, path: str, body: bytes | None = None,

@@ -26,7 +26,7 @@ from pool_core.browser import launch_args
 from pool_core.names import safe_filename
 from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
-from tests.runpool_harness import Deployment, deployment, free_port, serving, stop, wait_for
+from tests.runpool_harness import Deployment, deployment, serving_runpool, wait_for
 
 PASSWORD = "e2e-password-5678"
 LONG = 240  # s: 4 workers start Chromium on a shared 2-core machine
@@ -48,17 +48,9 @@ User.objects.create_user("otto", password={PASSWORD!r}).groups.add(
 def live(site: DemoSite, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     deploy = deployment(tmp_path, site)
     deploy.manage("shell", "-c", MAKE_OPERATOR)
-    port = free_port()
     # No --storage-state: the workers use the site session saved in the app.
-    proc = deploy.runpool("--port", str(port), "--pool-size", "4")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: serving(f"{url}/accounts/login/"), 60, "runpool to serve")
+    with serving_runpool(deploy, "--pool-size", "4") as url:
         yield deploy, url
-    finally:
-        stop(proc, timeout=60)
-    leftovers = [i for i in deploy.leftovers() if "node-compile-cache" not in i]
-    assert leftovers == [], leftovers
 
 
 def sign_in(browser: Browser, url: str) -> Page:
