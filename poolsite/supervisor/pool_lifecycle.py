@@ -73,6 +73,9 @@ class PoolRunner:
         disk is not, and retrying forever would hide it from the operator: after
         START_ATTEMPTS failures in a row the answer is the reason to pause with.
         """
+        if self.site_for(batch) is None:  # no allow-list, no egress proxy: never run it
+            return (f"batch {batch} is for the site preset {batch.site_preset!r}, which is "
+                    f"not loaded on {self.name} (was it in POOL_SITES_DIR?)")
         pool = self._build_pool(batch, size)
         self.run = Run.objects.create(batch=batch, host=self.name, pool_size=size,
                                       state=Run.State.STARTING)

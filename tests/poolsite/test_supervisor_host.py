@@ -116,3 +116,17 @@ def test_it_retries_failed_pos_and_cancels_a_queued_one(site: DemoSite,
     assert (first.status, first.attempts) == (Status.QUEUED, 0)
     assert second.status == Status.CANCELLED
     assert (retry.outcome, cancel.outcome) == ("done", "done")
+
+
+def test_a_batch_whose_site_preset_is_not_loaded_is_refused_loudly(
+        site: DemoSite, host: HostSupervisor, operator: User) -> None:
+    """Without its preset a batch's workers would have no allow-list and no egress proxy:
+    the host pauses the plan naming the preset, and no PO runs."""
+    batch = _batch(site, 2)
+    Batch.objects.filter(pk=batch.pk).update(site_preset="retired-preset")
+    request_control(operator, "start", batch=batch)
+    wait_for(lambda: PoolPlan.current().state == PoolPlan.State.PAUSED, 30, "the plan paused")
+    reason = PoolPlan.current().reason
+    assert "'retired-preset'" in reason and "not loaded" in reason, reason
+    assert set(batch.pos.values_list("status", flat=True)) == {Status.QUEUED}
+    assert host.pool is None
