@@ -21,7 +21,10 @@ The processing interface is one function per PO, run inside a worker process
 * `job.report_phase("downloading")` tells the dispatcher which phase the worker is in
   (dashboard, events). It is a plain callable field of JobEnv, built inside the worker;
   calling it is cheap (one pipe write).
-* Request interception (the site's allow-list, `context.route`) is the job's business.
+* Request interception (the site's allow-list, `context.route`: url_guard.RequestGuard)
+  is the job's business. Under it, with a site, the worker's browser connects only
+  through the worker's egress proxy (egress_proxy.py), whatever the job does;
+  `job.egress_failures()` lists the connections it did not make.
 * Return a TaskResult: `retryable=True` requeues the PO (an attempt, up to the retry
   limit); `retry_after` (HTTP 429) delays the requeue; status LOGIN_REQUIRED pauses the
   pool. An exception escaping the job becomes FAILED/JOB_ERROR with its traceback

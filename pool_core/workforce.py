@@ -134,7 +134,8 @@ class Workforce:
             handle.send(None)
 
     def retire_surplus(self, target: int) -> None:
-        """Mark workers beyond `target` to leave: idle ones first, then the youngest."""
+        """Mark workers beyond `target` to leave: idle ones first, then starting, then
+        busy ones; the highest slot first among equals."""
         live = [w for w in self.workers.values() if not w.leaving]
         excess = len(live) - target
         for w in sorted(live, key=lambda w: (STATE_ORDER[w.state], -w.slot))[:max(0, excess)]:
