@@ -225,9 +225,9 @@ class EgressProxy:
         return None
 
     def _fail(self, failure: EgressFailure) -> None:
-        if failure.refused:
-            log.warning("egress proxy refused %s:%d: %s", failure.host, failure.port,
-                        failure.reason)
+        if failure.refused:  # every Coupa page's third-party WebSocket: not news
+            log.debug("egress proxy refused %s:%d: %s", failure.host, failure.port,
+                      failure.reason)
         self.failures = [*self.failures[-(FAILURES_KEPT - 1):], failure]
 
 
