@@ -149,7 +149,8 @@ else:
             "NAME": str(DATA_DIR / "poolsite.sqlite3"),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
+                # Seconds a writer waits for the lock before "database is locked".
+                "timeout": envfloat("POOL_SQLITE_BUSY_SECONDS", "20"),
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
         }

@@ -10,13 +10,15 @@ from poolsite.demo_erp import catalog
 from poolsite.demo_erp.server import DemoSite
 from tests.runpool_harness import deployment, wait_for
 
-LOCKED_SECONDS = 25  # longer than SQLite's busy timeout (20 s): writes fail and retry
+BUSY_SECONDS = 5  # the deployment's SQLite busy timeout (20 s by default)
+LOCKED_SECONDS = 10  # longer than that: writes fail and retry
 
 
 def test_it_waits_out_a_locked_sqlite_database(site: DemoSite, tmp_path: Path) -> None:
     site.latency = 0.2
     deploy = deployment(tmp_path, site)
     deploy.env["POOL_LEASE_SECONDS"] = "90"  # leases outlive the outage
+    deploy.env["POOL_SQLITE_BUSY_SECONDS"] = str(BUSY_SECONDS)
     pos = catalog.demo_batch(site.base_url, 24)
     batch_id = deploy.import_batch(pos)
     proc = deploy.runpool("--no-web", "--exit-when-idle", "--batch", str(batch_id),
