@@ -8,8 +8,6 @@ redirected to a sign-in URL is LOGIN_REQUIRED too. Each check raises Stop.
 
 from __future__ import annotations
 
-import fnmatch
-
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
@@ -19,7 +17,6 @@ from pool_core.errors import says_target_closed
 from pool_core.messages import POStatus
 from pool_core.po_page import read_verdict
 from pool_core.reasons import Reason
-from pool_core.sites import SitePreset
 
 
 def stop_if_left_site(attempt: Attempt, page: Page) -> None:
@@ -38,7 +35,7 @@ def stop_if_left_site(attempt: Attempt, page: Page) -> None:
 def _signed_out(attempt: Attempt, page: Page, url: str) -> bool:
     """Whether leaving for `url` means the session ended: its URL says so, or the probe."""
     site = attempt.site
-    if is_sign_in(site, url):
+    if site.is_sign_in_url(url):
         return True
     if not (site.probe_url and site.base_url):
         return False
@@ -69,7 +66,7 @@ def stop_if_signed_out(attempt: Attempt, transfers: list[Transfer]) -> None:
     """An attachment led to the sign-in page: the session expired during the PO."""
     for transfer in transfers:
         url = transfer.final_url
-        if url and is_sign_in(attempt.site, url):
+        if url and attempt.site.is_sign_in_url(url):
             raise Stop(Outcome(POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                                 f"an attachment led to the sign-in page ({url[:200]}): "
                                 "the session expired during the PO"))
@@ -98,8 +95,4 @@ def _refused_sign_in(attempt: Attempt) -> str:
     """The first request the guard refused that was on its way to a sign-in page, or ""."""
     guard = attempt.guard
     refused = [url for url, _ in guard.blocked_frames] + guard.subresources_blocked
-    return next((url for url in refused if is_sign_in(attempt.site, url)), "")
-
-
-def is_sign_in(site: SitePreset, url: str) -> bool:
-    return any(fnmatch.fnmatchcase(url, pattern) for pattern in site.login_url_patterns)
+    return next((url for url in refused if attempt.site.is_sign_in_url(url)), "")

@@ -7,7 +7,6 @@ poolsite runs pool_core.processing:process_po instead. This one writes
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -52,7 +51,7 @@ def _save_page_pdf(page: Page, task: Task, job: JobEnv,
             return _left_site(task, job, guard.left_site[0])
         return _result(task, POStatus.FAILED, Reason.NETWORK, str(exc)[:300], retryable=True)
     status = response.status if response is not None else 0
-    if job.site and any(fnmatch.fnmatchcase(page.url, p) for p in job.site.login_url_patterns):
+    if job.site and job.site.is_sign_in_url(page.url):
         return _result(task, POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                        f"redirected to the sign-in page {page.url}")
     if status == 429:
@@ -84,8 +83,7 @@ def _save_page_pdf(page: Page, task: Task, job: JobEnv,
 def _left_site(task: Task, job: JobEnv, refused: tuple[str, str]) -> TaskResult:
     """The page was sent off the allow-list: to sign in (its URL says so), or elsewhere."""
     url, why = refused
-    patterns = job.site.login_url_patterns if job.site else ()
-    if any(fnmatch.fnmatchcase(url, p) for p in patterns):
+    if job.site and job.site.is_sign_in_url(url):
         return _result(task, POStatus.LOGIN_REQUIRED, Reason.LOGIN_REQUIRED,
                        f"redirected to the sign-in page {url[:300]}")
     return _result(task, POStatus.FAILED, Reason.BLOCKED_URL, f"refused {url[:300]}: {why}")

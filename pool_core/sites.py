@@ -196,6 +196,10 @@ class SitePreset:
         """The page of a PO: its own `url`, or one built from the template; validated."""
         return self.require_url(url.strip() or self.build_url(po_number))
 
+    def is_sign_in_url(self, url: str) -> bool:
+        """Whether `url` is one of the site's sign-in pages (`login_url_patterns`)."""
+        return any(fnmatch.fnmatchcase(url, pattern) for pattern in self.login_url_patterns)
+
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
         for pattern in self.allowed_hosts:
